@@ -1,0 +1,134 @@
+/** `demo`, `create`, `list`, `destroy`: boxes and their lifecycle. */
+import path from 'node:path';
+import type { CAC } from 'cac';
+import type { InstanceView } from '../../core/api.js';
+import { loadConfigFile, parseConfig, type Config } from '../../core/config.js';
+import { badInput, failure } from '../../core/errors.js';
+import { supervisor } from '../client.js';
+import { instancesTable, note, printJson, printLine, ProgressLine } from '../format.js';
+import { canAsk, confirm } from '../prompt.js';
+import { parseCount } from './options.js';
+
+/**
+ * Waits for boxes to become ready (or fail), showing progress on stderr. A Ctrl-C ends the wait
+ * only: the supervisor keeps provisioning, and the failsafe deadline still holds.
+ */
+async function waitForReady(ids: string[], timeoutS: number): Promise<InstanceView[]> {
+  const client = await supervisor();
+  const progress = new ProgressLine();
+  const ac = new AbortController();
+  const onSigint = () => {
+    progress.done();
+    note('Stopped waiting. The boxes keep coming up in the background: `vai-mcp-cli list` shows them.');
+    process.exit(130);
+  };
+  process.once('SIGINT', onSigint);
+  try {
+    return await client.waitForInstances({ instance_ids: ids, timeout_s: timeoutS }, { onProgress: (p) => progress.update(p.message), signal: ac.signal });
+  } finally {
+    process.off('SIGINT', onSigint);
+    progress.done();
+  }
+}
+
+/** Prints what a create made; exits 1 when any box is not ready. */
+function reportCreated(views: InstanceView[], json: boolean, waited: boolean): void {
+  if (json) printJson(views);
+  else {
+    for (const v of views) {
+      if (v.status === 'ready' && v.tunnel) printLine(`${v.instance_id}  ${v.tunnel.url}`);
+      else printLine(`${v.instance_id}  ${v.status}${v.status_message ? `: ${v.status_message}` : ''}`);
+    }
+  }
+  const bad = views.filter((v) => v.status !== 'ready');
+  if (waited && bad.length > 0) {
+    throw failure(`${bad.length} of ${views.length} box${views.length === 1 ? '' : 'es'} did not become ready: ${bad.map((v) => `${v.instance_id} (${v.status})`).join(', ')}.`,
+      'See each box\'s message above; `vai-mcp-cli list` shows their state now.');
+  }
+}
+
+async function create(config: Config, count: number, opts: { wait: boolean; json: boolean }): Promise<InstanceView[]> {
+  const client = await supervisor();
+  const created = await client.createInstances({ config, count });
+  if (!opts.wait) return created;
+  // The supervisor's failsafe ends every wait; this bound only covers providers without one.
+  return waitForReady(created.map((v) => v.instance_id), config.instance_config.ready_timeout_s + 15);
+}
+
+export function registerInstanceCommands(cli: CAC): void {
+  cli
+    .command('demo', 'Create three simulated ComfyUI boxes (the built-in `local` provider: no account, no money) and print their URLs')
+    .option('--json', 'Print the instances as JSON')
+    .example('vai-mcp-cli demo')
+    .action(async (opts: { json?: boolean }) => {
+      const views = await create(parseConfig({ provider: 'local' }, 'demo'), 3, { wait: true, json: !!opts.json });
+      reportCreated(views, !!opts.json, true);
+      if (!opts.json) {
+        printLine();
+        printLine('Each URL opens its own simulated box. They keep working after this command exits.');
+        printLine('  vai-mcp-cli tunnel --list          show the tunnels');
+        printLine('  vai-mcp-cli destroy --all --yes    remove the boxes, their tunnels and ports');
+      }
+    });
+
+  cli
+    .command('create <config>', 'Create boxes from a config file, open their tunnels and print their URLs')
+    .option('--count <n>', 'How many boxes (1-10)', { default: 1 })
+    .option('--no-wait', 'Return as soon as the boxes are asked for, without waiting until they are ready')
+    .option('--json', 'Print the instances as JSON')
+    .example('vai-mcp-cli create examples/local.json --count 3')
+    .action(async (file: string, opts: { count: unknown; wait: boolean; json?: boolean }) => {
+      const count = parseCount(opts.count);
+      const config = loadConfigFile(path.resolve(file));
+      const views = await create(config, count, { wait: opts.wait !== false, json: !!opts.json });
+      reportCreated(views, !!opts.json, opts.wait !== false);
+    });
+
+  cli
+    .command('list', 'List the instances known here: status, SSH endpoint, tunnel, price')
+    .option('--json', 'Print the instances as JSON')
+    .example('vai-mcp-cli list --json')
+    .action(async (opts: { json?: boolean }) => {
+      const views = await (await supervisor()).listInstances({});
+      if (opts.json) printJson(views);
+      else printLine(views.length ? instancesTable(views) : 'No instances. Try `vai-mcp-cli demo`.');
+    });
+
+  cli
+    .command('destroy [instance-id]', 'Close the tunnel, release the port and destroy the box (or --all)')
+    .option('--all', 'Destroy every instance known here')
+    .option('--yes', 'Do not ask for confirmation (needed when not run from a terminal)')
+    .option('--json', 'Print the results as JSON')
+    .example('vai-mcp-cli destroy local-1')
+    .example('vai-mcp-cli destroy --all --yes')
+    .action(async (id: string | undefined, opts: { all?: boolean; yes?: boolean; json?: boolean }) => {
+      if (!id && !opts.all) throw badInput('Name the instance to destroy, or pass --all.', 'Example: vai-mcp-cli destroy local-1');
+      if (id && opts.all) throw badInput('Pass an instance id or --all, not both.');
+      const client = await supervisor();
+      const known = await client.listInstances({});
+      const targets = opts.all ? known : known.filter((v) => v.instance_id === String(id));
+      if (!opts.all && targets.length === 0) {
+        throw badInput(`Unknown instance id "${id}".`, 'Run `vai-mcp-cli list` to see the instances known here.', 'unknown_instance');
+      }
+      if (targets.length === 0) {
+        if (opts.json) printJson([]);
+        else printLine('No instances to destroy.');
+        return;
+      }
+      if (!opts.yes) {
+        if (!canAsk()) throw badInput('destroy needs --yes when it is not run from a terminal (nobody can confirm).', 'Add --yes to confirm.', 'needs_yes');
+        const what = targets.map((t) => `${t.instance_id} (${t.provider})`).join(', ');
+        if (!(await confirm(`Destroy ${what}? This closes the tunnel and ends the box.`))) {
+          note('Nothing was destroyed.');
+          return;
+        }
+      }
+      const results = opts.all
+        ? await client.destroyAll({})
+        : [await client.destroyInstance({ instance_id: targets[0]!.instance_id })];
+      if (opts.json) printJson(results);
+      else for (const r of results) printLine(`${r.instance_id}  ${r.destroyed ? 'destroyed' : `NOT destroyed: ${r.message}`}`);
+      const failed = results.filter((r) => !r.destroyed);
+      if (failed.length) throw failure(`${failed.length} of ${results.length} could not be destroyed.`, 'Retry, and check your provider\'s console.');
+    });
+}

@@ -1,0 +1,91 @@
+/**
+ * Output for people and scripts: aligned tables with a total line, JSON for `--json`, errors on
+ * stderr. With `--json`, stdout carries the JSON document and nothing else.
+ */
+import type { InstanceView, TunnelView } from '../core/api.js';
+import { toVaiError } from '../core/errors.js';
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+export function printLine(text = ''): void {
+  process.stdout.write(text + '\n');
+}
+
+/** A line on stderr: progress, notes and warnings never mix with stdout. */
+export function note(text: string): void {
+  process.stderr.write(text + '\n');
+}
+
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+export function money(dph: number | null | undefined): string {
+  return dph === null || dph === undefined ? '-' : `$${dph.toFixed(3)}/h`;
+}
+
+export function tunnelsTable(tunnels: TunnelView[]): string {
+  const rows = tunnels.map((t) => [
+    t.instance_id,
+    `${t.ssh_host}:${t.ssh_port}`,
+    String(t.local_port),
+    t.state,
+    t.url,
+    t.state === 'up' || !t.last_error ? '' : t.last_error,
+  ]);
+  const up = tunnels.filter((t) => t.state === 'up').length;
+  const total = `Total: ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'}, ${up} up`;
+  return `${table(['INSTANCE', 'SSH HOST:PORT', 'LOCAL PORT', 'STATE', 'URL', 'LAST ERROR'], rows)}\n${total}`;
+}
+
+export function instancesTable(instances: InstanceView[]): string {
+  const rows = instances.map((i) => [
+    i.instance_id,
+    i.provider,
+    i.orphan ? `${i.status} (orphan)` : i.status,
+    i.ssh_host ? `${i.ssh_host}:${i.ssh_port}` : '-',
+    i.tunnel ? String(i.tunnel.local_port) : '-',
+    i.tunnel ? i.tunnel.state : '-',
+    money(i.dph_total),
+    i.label,
+  ]);
+  const priced = instances.reduce((sum, i) => sum + (i.dph_total ?? 0), 0);
+  const ready = instances.filter((i) => i.status === 'ready').length;
+  const total = `Total: ${instances.length} instance${instances.length === 1 ? '' : 's'}, ${ready} ready, ${money(priced)}`;
+  return `${table(['INSTANCE', 'PROVIDER', 'STATUS', 'SSH HOST:PORT', 'LOCAL PORT', 'TUNNEL', 'PRICE', 'LABEL'], rows)}\n${total}`;
+}
+
+/** Prints an error as a person reads it: the message, then what to do. */
+export function printError(err: unknown): void {
+  const e = toVaiError(err);
+  process.stderr.write(`error: ${e.message}\n`);
+  if (e.hint) process.stderr.write(`  ${e.hint}\n`);
+}
+
+/**
+ * A progress line on stderr: rewritten in place on a terminal, one line per step otherwise
+ * (logs and CI keep every step).
+ */
+export class ProgressLine {
+  private active = false;
+  constructor(private readonly tty = process.stderr.isTTY === true) {}
+
+  update(text: string): void {
+    if (this.tty) {
+      const width = Math.max(20, (process.stderr.columns ?? 100) - 1);
+      process.stderr.write(`\r\x1b[2K${text.length > width ? text.slice(0, width - 1) + '…' : text}`);
+      this.active = true;
+    } else {
+      process.stderr.write(text + '\n');
+    }
+  }
+
+  done(): void {
+    if (this.tty && this.active) process.stderr.write('\r\x1b[2K');
+    this.active = false;
+  }
+}

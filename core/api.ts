@@ -1,0 +1,160 @@
+/**
+ * The typed API both faces of vai-mcp call. It has two implementations:
+ * - `Supervisor` (core/supervisor.ts): the in-process one, used by the supervisor and by tests;
+ * - `SupervisorClient` (core/control.ts): sends each call over the control socket.
+ * Field names are the ones users and scripts see (DESIGN.md section 2), hence snake_case.
+ */
+import type { Config, ProviderName } from './config.js';
+import type { RequestEnv } from './settings.js';
+import type { InstanceStatus } from './state.js';
+import type { TunnelState } from './tunnel.js';
+
+export interface TunnelView {
+  instance_id: string;
+  provider: ProviderName;
+  local_port: number;
+  url: string;
+  remote_port: number;
+  ssh_host: string;
+  ssh_port: number;
+  ssh_user: string;
+  state: TunnelState;
+  last_error: string | null;
+  created_at: string;
+  since: string;
+  bytes_in: number;
+  bytes_out: number;
+  connections: number;
+}
+
+export type InstanceViewStatus = InstanceStatus | 'destroyed';
+
+export interface InstanceView {
+  instance_id: string;
+  provider: ProviderName;
+  status: InstanceViewStatus;
+  label: string;
+  /** $/hour where the provider has a price, else null. */
+  dph_total: number | null;
+  created_at: string;
+  ready_at: string | null;
+  status_message: string | null;
+  ssh_host: string | null;
+  ssh_port: number | null;
+  remote_port: number;
+  request_id: string | null;
+  /** The tunnel once it is open, else null. */
+  tunnel: TunnelView | null;
+  /** A box on the provider account with a vai-mcp label that this machine does not know. */
+  orphan?: boolean;
+}
+
+/** A human-readable step of long work, for CLI progress lines and MCP progress notifications. */
+export interface Progress {
+  message: string;
+  instance_id?: string;
+}
+
+export interface CallOptions {
+  /** The caller's environment; the client face fills it from its own process. */
+  env?: RequestEnv;
+  onProgress?: (p: Progress) => void;
+  /** Ends a wait early (the work itself goes on in the supervisor). */
+  signal?: AbortSignal;
+}
+
+export interface CreateParams {
+  /** A validated config with absolute paths (see core/config.ts). */
+  config: Config;
+  count?: number;
+  /** Idempotency key: the same id returns the same boxes and never rents twice. */
+  request_id?: string;
+}
+
+export interface WaitParams {
+  instance_ids: string[];
+  /** Wait at most this long; undefined waits until each box is ready or failed. */
+  timeout_s?: number;
+}
+
+export interface OpenTunnelParams {
+  instance_id: string;
+  port?: number;
+  reset_host_key?: boolean;
+}
+
+export interface DestroyResult {
+  instance_id: string;
+  destroyed: boolean;
+  message: string;
+}
+
+export interface StopTunnelResult {
+  instance_id: string;
+  local_port: number;
+}
+
+export interface SshKeyReport {
+  /** What a box created now would use: a key path or the agent, or null. */
+  used: string | null;
+  candidates: { path: string; exists: boolean; loads: boolean; error: string | null }[];
+  agent: { socket: string | null };
+  error: string | null;
+}
+
+export interface DaemonStatus {
+  pid: number;
+  version: string;
+  home: string;
+  base_port: number;
+  socket: string;
+  started_at: string;
+  uptime_s: number;
+  tunnels: number;
+  instances: number;
+  rss_bytes: number;
+  native_crypto: boolean;
+  warnings: string[];
+}
+
+export interface HelloParams {
+  version: string;
+  home: string;
+  base_port: number;
+}
+
+export interface HelloResult {
+  version: string;
+  pid: number;
+  home: string;
+  base_port: number;
+  warnings: string[];
+}
+
+export interface VaiApi {
+  hello(p: HelloParams, o?: CallOptions): Promise<HelloResult>;
+  createInstances(p: CreateParams, o?: CallOptions): Promise<InstanceView[]>;
+  waitForInstances(p: WaitParams, o?: CallOptions): Promise<InstanceView[]>;
+  listInstances(p: Record<string, never>, o?: CallOptions): Promise<InstanceView[]>;
+  openTunnel(p: OpenTunnelParams, o?: CallOptions): Promise<TunnelView>;
+  listTunnels(p: Record<string, never>, o?: CallOptions): Promise<TunnelView[]>;
+  stopTunnel(p: { instance_id: string }, o?: CallOptions): Promise<StopTunnelResult>;
+  stopAllTunnels(p: Record<string, never>, o?: CallOptions): Promise<StopTunnelResult[]>;
+  destroyInstance(p: { instance_id: string }, o?: CallOptions): Promise<DestroyResult>;
+  destroyAll(p: Record<string, never>, o?: CallOptions): Promise<DestroyResult[]>;
+  sshKey(p: { key_path?: string }, o?: CallOptions): Promise<SshKeyReport>;
+  status(p: Record<string, never>, o?: CallOptions): Promise<DaemonStatus>;
+  /** Ends the supervisor; records stay, the next start restores them (`daemon stop`, handover). */
+  shutdown(p: { reason?: string }, o?: CallOptions): Promise<{ ok: true }>;
+}
+
+export type ApiMethod = keyof VaiApi;
+export const API_METHODS: readonly ApiMethod[] = [
+  'hello', 'createInstances', 'waitForInstances', 'listInstances', 'openTunnel', 'listTunnels',
+  'stopTunnel', 'stopAllTunnels', 'destroyInstance', 'destroyAll', 'sshKey', 'status', 'shutdown',
+];
+
+/** Settled: the box will not change on its own any more (ready, failed, stopped, destroyed). */
+export function isSettled(status: InstanceViewStatus): boolean {
+  return status === 'ready' || status === 'failed' || status === 'destroyed' || status === 'stopped';
+}

@@ -1,0 +1,173 @@
+/**
+ * The config file (DESIGN.md section 2): what box to rent and what to run on it. Validated with zod;
+ * unknown keys are errors that name the key, because a typo must never rent the wrong box.
+ * The original `vai` toolkit's own keys are known (accepted, ignored where they mean nothing here).
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { badInput } from './errors.js';
+import { expandHome } from './paths.js';
+
+export const PROVIDERS = ['local', 'ssh', 'vast'] as const;
+export type ProviderName = (typeof PROVIDERS)[number];
+
+export const DEFAULT_REMOTE_PORT = 18188;
+export const DEFAULT_READY_TIMEOUT_S = 1800;
+
+const port = z.number().int().min(1).max(65535);
+
+/** How the `local` simulator misbehaves, to exercise readiness and failsafe paths. */
+export const SimulateSchema = z.strictObject({
+  start_delay_s: z.number().min(0).max(3600).default(0),
+  fail: z.enum(['never', 'boot', 'ssh', 'comfy']).default('never'),
+});
+
+export const InstanceConfigSchema = z.strictObject({
+  // Offer selection (vast)
+  gpu_name: z.string().min(1).optional(),
+  num_gpus: z.number().int().min(1).max(16).default(1),
+  gpu_index: z.number().int().min(0).default(0),
+  max_price_per_hour: z.number().positive().optional(),
+  disk_size: z.number().min(8).default(40),
+  image: z.string().min(1).optional(),
+  provisioning_script: z.string().min(1).optional(),
+  env: z.record(z.string(), z.string()).default({}),
+  // Reaching ComfyUI
+  remote_port: port.default(DEFAULT_REMOTE_PORT),
+  ssh_key_path: z.string().min(1).optional(),
+  // Money guards
+  ready_timeout_s: z.number().min(5).default(DEFAULT_READY_TIMEOUT_S),
+  max_lifetime_s: z.number().positive().optional(),
+  // `ssh` provider: a box you already have
+  ssh_host: z.string().min(1).optional(),
+  ssh_port: port.default(22),
+  ssh_user: z.string().min(1).default('root'),
+  // `local` provider
+  simulate: SimulateSchema.optional(),
+  // The original toolkit's keys: known, without meaning here.
+  github_user: z.string().optional(),
+  github_branch: z.string().optional(),
+  note: z.string().optional(),
+});
+
+export const WorkflowSchema = z.strictObject({
+  file: z.string().min(1),
+  parameters: z.record(z.string(), z.unknown()).default({}),
+  output_dir: z.string().min(1).default('./outputs'),
+});
+
+export const ConfigSchema = z.strictObject({
+  provider: z.enum(PROVIDERS).optional(),
+  instance_config: InstanceConfigSchema.default(InstanceConfigSchema.parse({})),
+  workflow: WorkflowSchema.optional(),
+  // The original toolkit's top-level keys.
+  workflow_name: z.string().optional(),
+  description: z.string().optional(),
+  parameters: z.unknown().optional(),
+  _internal: z.unknown().optional(),
+});
+
+export type InstanceConfig = z.infer<typeof InstanceConfigSchema>;
+export type Config = z.infer<typeof ConfigSchema> & { provider: ProviderName };
+
+/** Formats zod issues as `where: key path: what is wrong`, one per line. */
+export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues
+    .map((issue) => {
+      const at = issue.path.map(String).join('.');
+      if (issue.code === 'unrecognized_keys') {
+        return issue.keys
+          .map((k) => `${at ? `${at}.` : ''}${k}: unknown key`)
+          .join('\n');
+      }
+      return `${at || '(top level)'}: ${issue.message}`;
+    })
+    .join('\n');
+}
+
+/**
+ * Validates a parsed config object. `source` names where it came from (a file path, or
+ * "config" for an MCP argument) so that errors say where to look.
+ */
+export function parseConfig(raw: unknown, source = 'config'): Config {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw badInput(`${source}: expected a JSON object like {"provider": "local"}.`);
+  }
+  const result = ConfigSchema.safeParse(raw);
+  if (!result.success) {
+    throw badInput(
+      `${source} is not a valid config:\n${formatIssues(result.error.issues)}`,
+      'See the config file section of the README for the keys and their types.',
+    );
+  }
+  const cfg = result.data;
+  const provider = cfg.provider ?? (cfg.instance_config.gpu_name ? 'vast' : undefined);
+  if (!provider) {
+    throw badInput(
+      `${source}: "provider" is missing.`,
+      'Set "provider" to "local" (the built-in simulator), "ssh" (a box you already have) or "vast".',
+    );
+  }
+  if (provider === 'ssh' && !cfg.instance_config.ssh_host) {
+    throw badInput(
+      `${source}: instance_config.ssh_host is required with provider "ssh".`,
+      'Name the machine to reach, e.g. "instance_config": {"ssh_host": "gpu.example.org", "ssh_user": "root"}.',
+    );
+  }
+  return { ...cfg, provider };
+}
+
+/** Where a JSON.parse error happened, as line and column. */
+function jsonErrorLocation(text: string, err: unknown): string {
+  const m = /position (\d+)/.exec(err instanceof Error ? err.message : '');
+  if (!m) return '';
+  const pos = Number(m[1]);
+  const before = text.slice(0, pos).split('\n');
+  return ` (line ${before.length}, column ${before[before.length - 1]!.length + 1})`;
+}
+
+/** Parses JSON text, turning a syntax error into a bad-input error that names the file and line. */
+export function parseJsonText(text: string, source: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : String(err);
+    throw badInput(`${source} is not valid JSON${jsonErrorLocation(text, err)}: ${detail}`, 'Fix the JSON syntax and try again.');
+  }
+}
+
+/**
+ * Reads and validates a config file, and makes every path inside it absolute against the file's
+ * folder (DESIGN.md "Paths"). Runs in the client, before a request leaves it.
+ */
+export function loadConfigFile(file: string): Config {
+  const abs = path.resolve(expandHome(file));
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EISDIR' ? 'is a folder' : `cannot be read (${code})`;
+    throw badInput(`Config file ${abs} ${why}.`, 'Pass the path of a JSON config file, e.g. examples/local.json.');
+  }
+  const cfg = parseConfig(parseJsonText(text, abs), abs);
+  return resolveConfigPaths(cfg, path.dirname(abs));
+}
+
+function isUrl(s: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(s);
+}
+
+/** Makes the config's paths absolute: `~` expands, relative paths resolve against `baseDir`. */
+export function resolveConfigPaths(cfg: Config, baseDir: string): Config {
+  const abs = (p: string) => path.resolve(baseDir, expandHome(p));
+  const ic = { ...cfg.instance_config };
+  if (ic.ssh_key_path) ic.ssh_key_path = abs(ic.ssh_key_path);
+  if (ic.provisioning_script && !isUrl(ic.provisioning_script)) ic.provisioning_script = abs(ic.provisioning_script);
+  const out: Config = { ...cfg, instance_config: ic };
+  if (cfg.workflow) {
+    out.workflow = { ...cfg.workflow, file: abs(cfg.workflow.file), output_dir: abs(cfg.workflow.output_dir) };
+  }
+  return out;
+}

@@ -1,0 +1,350 @@
+/**
+ * The control protocol between clients (CLI, MCP server) and the supervisor: newline-delimited
+ * JSON over a private unix socket (DESIGN.md section 1).
+ *
+ *   client -> supervisor   {"t":"req","id":1,"method":"openTunnel","params":{...},"env":{...}}
+ *                          {"t":"cancel","id":1}          ends a wait early (never the work)
+ *   supervisor -> client   {"t":"res","id":1,"result":...}
+ *                          {"t":"err","id":1,"error":{"message","hint","exitCode","code"}}
+ *                          {"t":"progress","id":1,"progress":{"message":...}}
+ *
+ * Each request carries the caller's environment (keys, passphrase, agent socket, cwd): the
+ * supervisor outlives the client that started it and must use each caller's own values.
+ * The client starts the supervisor on demand and, after a crash, on the next call.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, openSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { API_METHODS, type ApiMethod, type CallOptions, type HelloResult, type Progress, type VaiApi } from './api.js';
+import { failure, toVaiError, VaiError, type ErrorPayload } from './errors.js';
+import type { Logger } from './log.js';
+import { ensurePrivateDir, homeFiles, resolveVaiHome, socketPathFor } from './paths.js';
+import { loadSettings, requestEnvFrom, type RequestEnv } from './settings.js';
+import { compareVersions, PACKAGE_ROOT, VERSION } from './version.js';
+
+type ClientFrame =
+  | { t: 'req'; id: number; method: string; params: unknown; env?: RequestEnv }
+  | { t: 'cancel'; id: number };
+type ServerFrame =
+  | { t: 'res'; id: number; result: unknown }
+  | { t: 'err'; id: number; error: ErrorPayload }
+  | { t: 'progress'; id: number; progress: Progress };
+
+const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
+/** Splits a byte stream into JSON frames, one per line. */
+function onFrames(sock: net.Socket, handle: (frame: unknown) => void, onBad: (why: string) => void): void {
+  let buf = '';
+  sock.setEncoding('utf8');
+  sock.on('data', (chunk: string) => {
+    buf += chunk;
+    if (buf.length > MAX_FRAME_BYTES) {
+      onBad('frame too large');
+      return;
+    }
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (!line.trim()) continue;
+      let frame: unknown;
+      try {
+        frame = JSON.parse(line);
+      } catch {
+        onBad('a frame is not JSON');
+        return;
+      }
+      handle(frame);
+    }
+  });
+}
+
+function send(sock: net.Socket, frame: ClientFrame | ServerFrame): void {
+  if (!sock.destroyed && sock.writable) sock.write(JSON.stringify(frame) + '\n');
+}
+
+// ------------------------------------------------------------------ server
+
+/**
+ * Serves an API on the control socket. The caller holds the supervisor lock, so a socket file
+ * that is already there is stale and can be replaced.
+ */
+export async function serveControl(socketPath: string, api: VaiApi, log: Logger): Promise<net.Server> {
+  if (process.platform !== 'win32') {
+    ensurePrivateDir(path.dirname(socketPath));
+    if (existsSync(socketPath)) unlinkSync(socketPath);
+  }
+  const server = net.createServer((sock) => {
+    sock.on('error', () => {});
+    const waits = new Map<number, AbortController>();
+    sock.on('close', () => {
+      for (const ac of waits.values()) ac.abort(); // the caller is gone: end its waits, not the work
+    });
+    onFrames(
+      sock,
+      (raw) => {
+        const frame = raw as ClientFrame;
+        if (frame?.t === 'cancel') return waits.get(frame.id)?.abort();
+        if (frame?.t !== 'req' || typeof frame.id !== 'number') return;
+        const method = frame.method as ApiMethod;
+        if (!API_METHODS.includes(method)) {
+          send(sock, { t: 'err', id: frame.id, error: failure(`Unknown control method "${frame.method}".`, 'Client and supervisor versions differ: run `vai-mcp-cli daemon stop` and retry.').toJSON() });
+          return;
+        }
+        const ac = new AbortController();
+        waits.set(frame.id, ac);
+        const opts: CallOptions = {
+          env: frame.env ?? {},
+          signal: ac.signal,
+          onProgress: (progress) => send(sock, { t: 'progress', id: frame.id, progress }),
+        };
+        const call = api[method] as (p: unknown, o: CallOptions) => Promise<unknown>;
+        Promise.resolve()
+          .then(() => call.call(api, frame.params ?? {}, opts))
+          .then(
+            (result) => send(sock, { t: 'res', id: frame.id, result }),
+            (err) => {
+              const e = toVaiError(err);
+              if (!(err instanceof VaiError)) log.error(`${method} failed: ${(err as Error)?.stack ?? e.message}`);
+              send(sock, { t: 'err', id: frame.id, error: e.toJSON() });
+            },
+          )
+          .finally(() => waits.delete(frame.id));
+      },
+      (why) => {
+        log.warn(`dropping a control connection: ${why}`);
+        sock.destroy();
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  if (process.platform !== 'win32') chmodSync(socketPath, 0o600);
+  server.on('error', (err) => log.error(`control socket error: ${err.message}`));
+  return server;
+}
+
+// ------------------------------------------------------------------ client
+
+/** The built supervisor entry point, also when this module runs from TypeScript sources (tests). */
+export function supervisorEntry(): string {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith('.ts')) return path.join(PACKAGE_ROOT, 'dist', 'core', 'supervisor-main.js');
+  return path.join(path.dirname(here), 'supervisor-main.js');
+}
+
+export interface ClientOptions {
+  /** The environment this client acts with (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+  /** Start the supervisor when none runs (default true). `daemon status` passes false. */
+  start?: boolean;
+  /** Receives warnings from the handshake (different VAI_BASE_PORT, versions...). */
+  onWarning?: (w: string) => void;
+  /** How long to wait for a supervisor that is starting (ms). */
+  startTimeoutMs?: number;
+}
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  onProgress?: (p: Progress) => void;
+}
+
+function connectSocket(socketPath: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(socketPath);
+    sock.once('connect', () => {
+      sock.off('error', reject);
+      resolve(sock);
+    });
+    sock.once('error', reject);
+  });
+}
+
+/** Starts a detached supervisor for a VAI_HOME. Several may start at once: the lock keeps one. */
+export function spawnSupervisor(home: string, env: NodeJS.ProcessEnv): void {
+  ensurePrivateDir(home);
+  const files = homeFiles(home);
+  const logFd = openSync(files.log, 'a', 0o600);
+  try {
+    const child = spawn(process.execPath, [supervisorEntry(), `--home=${home}`], {
+      detached: true, // its own process group: a Ctrl-C in the caller's terminal does not reach it
+      stdio: ['ignore', logFd, logFd],
+      cwd: home, // never pin the caller's folder
+      env: { ...env, VAI_HOME: home },
+    });
+    child.unref();
+  } finally {
+    closeSync(logFd);
+  }
+}
+
+export class SupervisorClient implements VaiApi {
+  private sock: net.Socket | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private connecting: Promise<net.Socket> | undefined;
+  readonly home: string;
+  readonly socketPath: string;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly basePort: number;
+  /** What the supervisor said at the last handshake. */
+  info: HelloResult | undefined;
+
+  constructor(private readonly opts: ClientOptions = {}) {
+    this.env = opts.env ?? process.env;
+    this.home = resolveVaiHome(this.env);
+    this.socketPath = socketPathFor(this.home);
+    this.basePort = loadSettings(this.env, this.home).basePort;
+  }
+
+  /** Connects (starting the supervisor if allowed) and shakes hands. */
+  static async connect(opts: ClientOptions = {}): Promise<SupervisorClient> {
+    const client = new SupervisorClient(opts);
+    await client.ensureConnected();
+    return client;
+  }
+
+  /** True when a supervisor answers on this home's socket (never starts one). */
+  static async isRunning(env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
+    try {
+      const sock = await connectSocket(socketPathFor(resolveVaiHome(env)));
+      sock.destroy();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private ensureConnected(): Promise<net.Socket> {
+    if (this.sock && !this.sock.destroyed) return Promise.resolve(this.sock);
+    this.connecting ??= this.open().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  private async open(): Promise<net.Socket> {
+    let sock = await this.tryConnect();
+    if (!sock) {
+      if (this.opts.start === false) {
+        throw failure('No supervisor is running for this VAI_HOME.', 'Any command (e.g. `vai-mcp-cli tunnel --list`) starts it.', 'not_running');
+      }
+      sock = await this.startAndConnect();
+    }
+    this.attach(sock);
+    const hello = await this.rawCall<HelloResult>('hello', { version: VERSION, home: this.home, base_port: this.basePort });
+    if (compareVersions(VERSION, hello.version) > 0 && this.opts.start !== false) {
+      // We are newer: the old supervisor hands over (exits); a new one restores everything.
+      await this.rawCall('shutdown', { reason: `handover to vai-mcp ${VERSION}` }).catch(() => undefined);
+      await this.waitGone();
+      this.sock?.destroy();
+      this.sock = undefined;
+      const fresh = await this.startAndConnect();
+      this.attach(fresh);
+      this.info = await this.rawCall<HelloResult>('hello', { version: VERSION, home: this.home, base_port: this.basePort });
+    } else {
+      this.info = hello;
+    }
+    for (const w of this.info.warnings) this.opts.onWarning?.(w);
+    return this.sock!;
+  }
+
+  private async tryConnect(): Promise<net.Socket | undefined> {
+    try {
+      return await connectSocket(this.socketPath);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async waitGone(timeoutMs = 10_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (Date.now() < until) {
+      const s = await this.tryConnect();
+      if (!s) return;
+      s.destroy();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  private async startAndConnect(): Promise<net.Socket> {
+    spawnSupervisor(this.home, this.env);
+    const until = Date.now() + (this.opts.startTimeoutMs ?? 20_000);
+    while (Date.now() < until) {
+      const sock = await this.tryConnect();
+      if (sock) return sock;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw failure(`The supervisor did not start within ${Math.round((this.opts.startTimeoutMs ?? 20_000) / 1000)} s.`, `See its log: ${homeFiles(this.home).log}`, 'supervisor_start');
+  }
+
+  private attach(sock: net.Socket): void {
+    this.sock = sock;
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      if (this.sock === sock) this.sock = undefined;
+      const err = failure('The supervisor closed the connection (it stopped or crashed).', 'Run the command again: it starts a new supervisor, which restores the tunnels.', 'supervisor_gone');
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    });
+    onFrames(
+      sock,
+      (raw) => {
+        const frame = raw as ServerFrame;
+        const p = this.pending.get(frame.id);
+        if (!p) return;
+        if (frame.t === 'progress') return p.onProgress?.(frame.progress);
+        this.pending.delete(frame.id);
+        if (frame.t === 'res') p.resolve(frame.result);
+        else p.reject(VaiError.fromJSON(frame.error));
+      },
+      () => sock.destroy(),
+    );
+  }
+
+  private rawCall<T>(method: ApiMethod, params: unknown, o: CallOptions = {}): Promise<T> {
+    const sock = this.sock;
+    if (!sock || sock.destroyed) return Promise.reject(failure('Not connected to the supervisor.'));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onProgress: o.onProgress });
+      const onAbort = () => send(sock, { t: 'cancel', id });
+      o.signal?.addEventListener('abort', onAbort, { once: true });
+      send(sock, { t: 'req', id, method, params, env: o.env ?? requestEnvFrom(this.env) });
+    });
+  }
+
+  private async call<T>(method: ApiMethod, params: unknown, o: CallOptions = {}): Promise<T> {
+    await this.ensureConnected();
+    return this.rawCall<T>(method, params, o);
+  }
+
+  close(): void {
+    this.sock?.end();
+    this.sock?.destroy();
+    this.sock = undefined;
+  }
+
+  hello: VaiApi['hello'] = (p, o) => this.call('hello', p, o);
+  createInstances: VaiApi['createInstances'] = (p, o) => this.call('createInstances', p, o);
+  waitForInstances: VaiApi['waitForInstances'] = (p, o) => this.call('waitForInstances', p, o);
+  listInstances: VaiApi['listInstances'] = (p, o) => this.call('listInstances', p, o);
+  openTunnel: VaiApi['openTunnel'] = (p, o) => this.call('openTunnel', p, o);
+  listTunnels: VaiApi['listTunnels'] = (p, o) => this.call('listTunnels', p, o);
+  stopTunnel: VaiApi['stopTunnel'] = (p, o) => this.call('stopTunnel', p, o);
+  stopAllTunnels: VaiApi['stopAllTunnels'] = (p, o) => this.call('stopAllTunnels', p, o);
+  destroyInstance: VaiApi['destroyInstance'] = (p, o) => this.call('destroyInstance', p, o);
+  destroyAll: VaiApi['destroyAll'] = (p, o) => this.call('destroyAll', p, o);
+  sshKey: VaiApi['sshKey'] = (p, o) => this.call('sshKey', p, o);
+  status: VaiApi['status'] = (p, o) => this.call('status', p, o);
+  shutdown: VaiApi['shutdown'] = (p, o) => this.call('shutdown', p, o);
+}
+

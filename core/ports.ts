@@ -1,0 +1,110 @@
+/**
+ * Local port allocation. A port is free only when binding it on 127.0.0.1, ::1 (where the machine
+ * has IPv6) and 0.0.0.0 all succeed (macOS lets two processes share a port across those).
+ * Allocation runs one call at a time inside the supervisor and records a lease before the next
+ * call starts, so concurrent callers never get the same port.
+ */
+import net from 'node:net';
+import { badInput } from './errors.js';
+import { Mutex } from './mutex.js';
+import type { Collection, PortLease } from './state.js';
+
+export const MIN_PORT = 1024;
+export const MAX_PORT = 65535;
+
+function tryBind(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    // exclusive: do not share a handle with a cluster primary; this is a probe only.
+    srv.listen({ port, host, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+let ipv6Loopback: Promise<boolean> | undefined;
+/** Whether this machine can bind ::1 at all (containers often lack IPv6). */
+export function hasIpv6Loopback(): Promise<boolean> {
+  ipv6Loopback ??= tryBind(0, '::1');
+  return ipv6Loopback;
+}
+
+/** True when nothing listens on the port on any loopback family or the wildcard address. */
+export async function isPortFree(port: number): Promise<boolean> {
+  if (!(await tryBind(port, '127.0.0.1'))) return false;
+  if ((await hasIpv6Loopback()) && !(await tryBind(port, '::1'))) return false;
+  return tryBind(port, '0.0.0.0');
+}
+
+export function checkPortRange(port: number): void {
+  if (!Number.isInteger(port) || port < MIN_PORT || port > MAX_PORT) {
+    throw badInput(`Port ${port} is out of range.`, `Choose a port from ${MIN_PORT} to ${MAX_PORT}.`, 'bad_port');
+  }
+}
+
+export class PortAllocator {
+  private readonly mutex = new Mutex();
+
+  constructor(
+    private readonly leases: Collection<PortLease>,
+    private readonly basePort: number,
+  ) {}
+
+  /** The port leased to an instance, if any. */
+  leaseOf(instanceId: string): number | undefined {
+    return this.leases.get(instanceId)?.port;
+  }
+
+  private holderOf(port: number): string | undefined {
+    return this.leases.values().find((l) => l.port === port)?.instance_id;
+  }
+
+  /**
+   * Leases a port to an instance. With `requested`, that port or an error (never a silent other
+   * port). Without it, the instance's current lease, else the first free port from the base up.
+   */
+  allocate(instanceId: string, requested?: number): Promise<number> {
+    return this.mutex.run(async () => {
+      const current = this.leaseOf(instanceId);
+      if (requested !== undefined) {
+        checkPortRange(requested);
+        const holder = this.holderOf(requested);
+        if (holder !== undefined && holder !== instanceId) {
+          throw badInput(`Port ${requested} is already used by the tunnel of ${holder}.`,
+            'Choose another port with --port, or leave it out to get the next free one.', 'port_taken');
+        }
+        if (current !== requested && !(await isPortFree(requested))) {
+          throw badInput(`Port ${requested} is taken by another program on this machine.`,
+            'Choose another port with --port, or leave it out to get the next free one.', 'port_taken');
+        }
+        await this.leases.set(instanceId, { port: requested, instance_id: instanceId });
+        return requested;
+      }
+      if (current !== undefined) return current;
+      for (let port = this.basePort; port <= MAX_PORT; port++) {
+        if (this.holderOf(port) !== undefined) continue;
+        if (!(await isPortFree(port))) continue;
+        await this.leases.set(instanceId, { port, instance_id: instanceId });
+        return port;
+      }
+      throw badInput(`No free local port from ${this.basePort} to ${MAX_PORT}.`, 'Stop some tunnels, or set VAI_BASE_PORT lower.', 'no_free_port');
+    });
+  }
+
+  /**
+   * Records a lease as it is, without checking the port: a tunnel restored after a restart keeps
+   * its port, and if another program took it meanwhile the tunnel reports `port_conflict`.
+   */
+  adopt(instanceId: string, port: number): Promise<void> {
+    return this.mutex.run(async () => {
+      if (this.leaseOf(instanceId) !== port) await this.leases.set(instanceId, { port, instance_id: instanceId });
+    });
+  }
+
+  /** Gives an instance's port back. */
+  release(instanceId: string): Promise<void> {
+    return this.mutex.run(async () => {
+      if (this.leases.has(instanceId)) await this.leases.delete(instanceId);
+    });
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * The `local` provider: simulated ComfyUI boxes for demos, tests and trying vai-mcp for free.
+ *
+ * Each box is a real SSH server (ssh2 `Server`) on 127.0.0.1 with its own host key (kept in
+ * VAI_HOME, so it survives restarts), that accepts the provider's own key pair (also in VAI_HOME:
+ * no user key needed) and routes `direct-tcpip` for its remote port to its own ComfyUI-like app.
+ * `instance_config.simulate` makes a box start slowly or fail:
+ *   boot  - the box never boots (status `failed` after the start delay)
+ *   ssh   - its SSH server drops every connection (the tunnel never comes up)
+ *   comfy - SSH works but nothing listens on the remote port (tunnel `remote_down`)
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import ssh2 from 'ssh2';
+import type { Connection, ParsedKey, Server as SshServer } from 'ssh2';
+import { createComfyApp, type ComfyApp } from '../comfy/simulator.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import { homeFiles } from '../paths.js';
+import { loadPrivateKey, type SshAuth } from '../ssh-auth.js';
+import type { InstanceRecord } from '../state.js';
+import type { BoxStatus, CreatedBox, Provider, ProviderContext } from './provider.js';
+
+type Simulate = NonNullable<Config['instance_config']['simulate']>;
+const NO_SIMULATION: Simulate = { start_delay_s: 0, fail: 'never' };
+
+/** Writes a key pair once (0600) and returns the private key path. */
+function ensureKeyPair(privatePath: string, comment: string): string {
+  if (!existsSync(privatePath)) {
+    const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment });
+    writeFileSync(privatePath, pair.private, { mode: 0o600 });
+    writeFileSync(`${privatePath}.pub`, pair.public + '\n', { mode: 0o600 });
+  }
+  return privatePath;
+}
+
+function isLoopbackName(host: string): boolean {
+  return host === 'localhost' || host === '127.0.0.1' || host === '::1';
+}
+
+/** One simulated box: its SSH server and its app. */
+class SimulatedBox {
+  private server: SshServer | undefined;
+  private app: ComfyApp | undefined;
+  private readonly conns = new Set<Connection>();
+
+  constructor(
+    readonly instanceId: string,
+    private readonly hostKey: Buffer,
+    private readonly userKey: ParsedKey,
+    private readonly remotePort: number,
+    private readonly sim: Simulate,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts the SSH server, on `preferredPort` when it is free. Returns the port. */
+  async start(preferredPort = 0): Promise<number> {
+    this.app = this.sim.fail === 'comfy' ? undefined : createComfyApp(this.instanceId);
+    const server = new ssh2.Server({ hostKeys: [this.hostKey] }, (conn) => this.onConnection(conn));
+    this.server = server;
+    const listen = (port: number) =>
+      new Promise<number>((resolve, reject) => {
+        const onError = (err: Error) => reject(err);
+        server.once('error', onError);
+        server.listen(port, '127.0.0.1', () => {
+          server.off('error', onError);
+          resolve((server.address() as net.AddressInfo).port);
+        });
+      });
+    let port: number;
+    try {
+      port = await listen(preferredPort);
+    } catch {
+      port = await listen(0); // the old port was taken meanwhile: the box moves, its host key stays
+    }
+    server.on('error', (err: Error) => this.log.warn(`ssh server error: ${err.message}`));
+    return port;
+  }
+
+  private onConnection(conn: Connection): void {
+    conn.on('error', () => {});
+    if (this.sim.fail === 'ssh') {
+      conn.end();
+      return;
+    }
+    this.conns.add(conn);
+    conn.on('close', () => this.conns.delete(conn));
+    conn.on('authentication', (ctx) => {
+      if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
+      const offered = ctx.key;
+      const expected = this.userKey.getPublicSSH();
+      const same = offered.algo === this.userKey.type && offered.data.length === expected.length && timingSafeEqual(offered.data, expected);
+      if (!same) return ctx.reject(['publickey']);
+      if (!ctx.signature) return ctx.accept(); // the client asks whether this key would do
+      const ok = ctx.blob !== undefined && this.userKey.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true;
+      return ok ? ctx.accept() : ctx.reject(['publickey']);
+    });
+    conn.on('ready', () => {
+      conn.on('tcpip', (accept, reject, info) => {
+        if (!this.app || info.destPort !== this.remotePort || !isLoopbackName(info.destIP)) return reject();
+        const channel = accept();
+        channel.on('error', () => {});
+        this.app.handle(channel);
+      });
+      conn.on('session', (_accept, reject) => reject());
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.app?.close();
+    for (const c of this.conns) c.end();
+    const server = this.server;
+    this.server = undefined;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+export class LocalProvider implements Provider {
+  readonly name = 'local' as const;
+  readonly checksComfy = true;
+  readonly failsafeDestroy = true;
+  readonly countsTowardCap = false;
+  readonly pollIntervalMs = 200;
+  private readonly boxes = new Map<string, SimulatedBox>();
+  private readonly dir: string;
+  private readonly userKeyPath: string;
+  private userKey: ParsedKey | undefined;
+
+  constructor(
+    home: string,
+    private readonly nextId: () => Promise<string>,
+    private readonly log: Logger,
+  ) {
+    this.dir = homeFiles(home).localDir;
+    this.userKeyPath = path.join(this.dir, 'id_ed25519');
+  }
+
+  private key(): ParsedKey {
+    if (!this.userKey) {
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      ensureKeyPair(this.userKeyPath, 'vai-mcp local provider');
+      this.userKey = loadPrivateKey(this.userKeyPath);
+    }
+    return this.userKey;
+  }
+
+  validate(): void {}
+
+  private boxDir(id: string): string {
+    return path.join(this.dir, id);
+  }
+
+  private simulate(rec: { config: Config }): Simulate {
+    return { ...NO_SIMULATION, ...rec.config.instance_config.simulate };
+  }
+
+  /** Seconds left before a box finishes "booting". */
+  private bootRemainingMs(rec: Pick<InstanceRecord, 'created_at' | 'config'>): number {
+    const delay = this.simulate(rec).start_delay_s * 1000;
+    return Math.max(0, Date.parse(rec.created_at) + delay - Date.now());
+  }
+
+  async create(spec: { config: Config }): Promise<CreatedBox> {
+    this.key();
+    const instance_id = await this.nextId();
+    mkdirSync(this.boxDir(instance_id), { recursive: true, mode: 0o700 });
+    ensureKeyPair(path.join(this.boxDir(instance_id), 'ssh_host_ed25519_key'), `${instance_id} host key`);
+    return { instance_id, status: 'loading', message: 'starting simulated box' };
+  }
+
+  /** Starts a box's SSH server once its boot delay has passed. */
+  private async boot(rec: InstanceRecord): Promise<BoxStatus> {
+    const sim = this.simulate(rec);
+    if (this.bootRemainingMs(rec) > 0) return { status: 'loading', message: `booting (simulated start delay ${sim.start_delay_s} s)` };
+    if (sim.fail === 'boot') return { status: 'failed', message: 'the simulated box failed to boot (simulate.fail = "boot")' };
+    let box = this.boxes.get(rec.instance_id);
+    if (!box) {
+      const hostKey = readFileSync(path.join(this.boxDir(rec.instance_id), 'ssh_host_ed25519_key'));
+      box = new SimulatedBox(rec.instance_id, hostKey, this.key(), rec.remote_port, sim, this.log.child(rec.instance_id));
+      this.boxes.set(rec.instance_id, box);
+      const port = await box.start(rec.ssh?.port);
+      return { status: 'running', ssh: { host: '127.0.0.1', port, user: 'root' }, message: `ssh server on 127.0.0.1:${port}` };
+    }
+    return { status: 'running', ssh: rec.ssh };
+  }
+
+  status(rec: InstanceRecord): Promise<BoxStatus> {
+    return this.boot(rec);
+  }
+
+  restore(rec: InstanceRecord): Promise<BoxStatus> {
+    return this.boot(rec);
+  }
+
+  async destroy(rec: InstanceRecord): Promise<void> {
+    const box = this.boxes.get(rec.instance_id);
+    this.boxes.delete(rec.instance_id);
+    await box?.stop();
+    rmSync(this.boxDir(rec.instance_id), { recursive: true, force: true });
+  }
+
+  auth(): SshAuth {
+    return { kind: 'key', keyPath: this.userKeyPath, key: this.key() };
+  }
+
+  async shutdown(): Promise<void> {
+    await Promise.all([...this.boxes.values()].map((b) => b.stop()));
+    this.boxes.clear();
+  }
+}
+

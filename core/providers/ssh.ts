@@ -1,0 +1,55 @@
+/**
+ * The `ssh` provider: a box you already have (a RunPod pod, a lab server, any SSH host).
+ * "Create" registers it (id `ssh-N`) and the supervisor opens its tunnel; "destroy" forgets it
+ * and closes the tunnel, and never touches the machine itself.
+ */
+import type { Config } from '../config.js';
+import { resolveAuth, type SshAuth } from '../ssh-auth.js';
+import type { InstanceRecord } from '../state.js';
+import type { BoxStatus, CreatedBox, Provider, ProviderContext } from './provider.js';
+
+export class SshProvider implements Provider {
+  readonly name = 'ssh' as const;
+  readonly checksComfy = false;
+  readonly failsafeDestroy = false;
+  readonly countsTowardCap = false;
+  readonly pollIntervalMs = 1000;
+
+  constructor(private readonly nextId: () => Promise<string>) {}
+
+  /** Loads the key now, so a missing file or passphrase is bad input before anything is registered. */
+  validate(config: Config, ctx: ProviderContext): void {
+    this.authFor(config, ctx);
+  }
+
+  private authFor(config: Config, ctx: ProviderContext): SshAuth {
+    return resolveAuth({
+      keyPath: config.instance_config.ssh_key_path,
+      passphrase: ctx.env.VAI_SSH_PASSPHRASE,
+      agentSocket: ctx.env.SSH_AUTH_SOCK,
+      homeDir: ctx.env.HOME,
+    });
+  }
+
+  async create(spec: { config: Config }): Promise<CreatedBox> {
+    const ic = spec.config.instance_config;
+    return {
+      instance_id: await this.nextId(),
+      status: 'running',
+      ssh: { host: ic.ssh_host!, port: ic.ssh_port, user: ic.ssh_user },
+      message: `registered ${ic.ssh_user}@${ic.ssh_host}:${ic.ssh_port}`,
+    };
+  }
+
+  async status(rec: InstanceRecord): Promise<BoxStatus> {
+    return { status: rec.status === 'ready' ? 'ready' : 'running', ssh: rec.ssh };
+  }
+
+  async destroy(): Promise<void> {
+    // Nothing to do: the machine is not ours to end.
+  }
+
+  auth(rec: InstanceRecord, ctx: ProviderContext): SshAuth {
+    return this.authFor(rec.config, ctx);
+  }
+}

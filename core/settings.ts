@@ -1,0 +1,95 @@
+/**
+ * Settings (DESIGN.md section 2): environment > VAI_HOME/settings.json > defaults.
+ * The settings file uses the lowercase names of the environment variables
+ * (`vai_base_port`, `vai_max_instances`, `vai_max_price_per_hour`, `vast_url`, `vast_api_key`).
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { formatIssues, parseJsonText } from './config.js';
+import { badInput } from './errors.js';
+import { homeFiles, resolveVaiHome } from './paths.js';
+
+export const DEFAULT_BASE_PORT = 8188;
+export const DEFAULT_MAX_INSTANCES = 4;
+export const DEFAULT_MAX_PRICE_PER_HOUR = 1.5;
+export const DEFAULT_VAST_URL = 'https://console.vast.ai';
+
+const SettingsFileSchema = z.strictObject({
+  vai_base_port: z.number().int().min(1024).max(65535).optional(),
+  vai_max_instances: z.number().int().min(0).optional(),
+  vai_max_price_per_hour: z.number().positive().optional(),
+  vast_url: z.url().optional(),
+  vast_api_key: z.string().min(1).optional(),
+});
+type SettingsFile = z.infer<typeof SettingsFileSchema>;
+
+export interface Settings {
+  home: string;
+  basePort: number;
+  maxInstances: number;
+  maxPricePerHour: number;
+  vastUrl: string;
+  /** From env or the settings file only; the official CLI's key files are read by the Vast client. */
+  vastApiKey?: string;
+}
+
+/**
+ * The variables a client sends with each request (DESIGN.md "Its environment"): the supervisor
+ * outlives the client that started it, so it uses the caller's values, not its own.
+ */
+export const REQUEST_ENV_KEYS = [
+  'VAST_API_KEY',
+  'VAST_URL',
+  'VAI_SSH_PASSPHRASE',
+  'SSH_AUTH_SOCK',
+  'VAI_MAX_INSTANCES',
+  'VAI_MAX_PRICE_PER_HOUR',
+  'XDG_CONFIG_HOME',
+  'HOME',
+] as const;
+export type RequestEnv = Partial<Record<(typeof REQUEST_ENV_KEYS)[number], string>> & { cwd?: string };
+
+export function requestEnvFrom(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): RequestEnv {
+  const out: RequestEnv = { cwd };
+  for (const k of REQUEST_ENV_KEYS) if (env[k] !== undefined && env[k] !== '') out[k] = env[k];
+  return out;
+}
+
+function readSettingsFile(file: string): SettingsFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw badInput(`Settings file ${file} cannot be read: ${(err as Error).message}`);
+  }
+  const parsed = SettingsFileSchema.safeParse(parseJsonText(text, file));
+  if (!parsed.success) {
+    throw badInput(`Settings file ${file} is not valid:\n${formatIssues(parsed.error.issues)}`,
+      'Known keys: vai_base_port, vai_max_instances, vai_max_price_per_hour, vast_url, vast_api_key.');
+  }
+  return parsed.data;
+}
+
+function envNumber(env: Record<string, string | undefined>, name: string, int: boolean, min: number, max = Infinity): number | undefined {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || (int && !Number.isInteger(n)) || n < min || n > max) {
+    throw badInput(`${name}=${raw} is not valid: expected ${int ? 'an integer' : 'a number'} from ${min}${max < Infinity ? ` to ${max}` : ' up'}.`);
+  }
+  return n;
+}
+
+/** Effective settings for an environment (the process env, or a request's env). */
+export function loadSettings(env: Record<string, string | undefined> = process.env, home = resolveVaiHome(env)): Settings {
+  const file = readSettingsFile(homeFiles(home).settings);
+  return {
+    home,
+    basePort: envNumber(env, 'VAI_BASE_PORT', true, 1024, 65535) ?? file.vai_base_port ?? DEFAULT_BASE_PORT,
+    maxInstances: envNumber(env, 'VAI_MAX_INSTANCES', true, 0) ?? file.vai_max_instances ?? DEFAULT_MAX_INSTANCES,
+    maxPricePerHour: envNumber(env, 'VAI_MAX_PRICE_PER_HOUR', false, 0) ?? file.vai_max_price_per_hour ?? DEFAULT_MAX_PRICE_PER_HOUR,
+    vastUrl: (env.VAST_URL?.trim() || file.vast_url || DEFAULT_VAST_URL).replace(/\/+$/, ''),
+    vastApiKey: env.VAST_API_KEY?.trim() || file.vast_api_key,
+  };
+}

@@ -1,0 +1,192 @@
+/**
+ * Persistent state: keyv + @keyv/sqlite, one SQLite file in VAI_HOME (0700 folder, 0600 file).
+ * Only the supervisor writes it. Each collection is loaded into memory when the store opens and
+ * written through on every change, so reads never wait on SQLite.
+ *
+ * A state file that cannot be read is moved aside (never overwritten) and reported.
+ */
+import { chmodSync, closeSync, existsSync, openSync, renameSync } from 'node:fs';
+import Keyv from 'keyv';
+import KeyvSqlite from '@keyv/sqlite';
+import type { Config, ProviderName } from './config.js';
+import { homeFiles } from './paths.js';
+
+export type InstanceStatus =
+  | 'provisioning' // asked for, not yet reachable
+  | 'loading' // the provider is starting it
+  | 'running' // the provider says it runs; tunnel or app not ready yet
+  | 'ready' // tunnel up and ComfyUI answering
+  | 'failed' // will not become ready; see `error`
+  | 'stopped'; // paused by the user
+
+export interface SshEndpoint {
+  host: string;
+  port: number;
+  user: string;
+}
+
+export interface InstanceRecord {
+  instance_id: string;
+  provider: ProviderName;
+  label: string;
+  status: InstanceStatus;
+  /** The latest human-readable progress or failure text. */
+  status_message?: string;
+  ssh?: SshEndpoint;
+  remote_port: number;
+  /** The validated config it was made from (paths absolute). Secrets in it are never shown. */
+  config: Config;
+  dph_total?: number;
+  created_at: string;
+  ready_at?: string;
+  /** Absolute deadlines (ISO), so a restarted supervisor acts at once when one has passed. */
+  ready_deadline?: string;
+  lifetime_deadline?: string;
+  request_id?: string;
+}
+
+export interface TunnelRecord {
+  instance_id: string;
+  local_port: number;
+  remote_port: number;
+  ssh: SshEndpoint;
+  /** Private key file used, if any (the agent is used otherwise). */
+  key_path?: string;
+  created_at: string;
+}
+
+export interface PortLease {
+  port: number;
+  instance_id: string;
+}
+
+/** A create request with an idempotency key (MCP `request_id`). */
+export interface RequestRecord {
+  request_id: string;
+  /** A digest of the config and count: the same id with another config is an error. */
+  fingerprint: string;
+  instance_ids: string[];
+  created_at: string;
+}
+
+export interface HostKeyPin {
+  instance_id: string;
+  host_port: string;
+  /** SHA-256 of the host key, hex. */
+  sha256: string;
+  pinned_at: string;
+}
+
+/** One keyv namespace, mirrored in memory. */
+export class Collection<T> {
+  private readonly items = new Map<string, T>();
+  constructor(private readonly keyv: Keyv<T>) {}
+
+  async load(): Promise<void> {
+    if (!this.keyv.iterator) throw new Error('the keyv store cannot iterate');
+    for await (const [key, value] of this.keyv.iterator(this.keyv.namespace)) {
+      if (value !== undefined) this.items.set(String(key), value as T);
+    }
+  }
+  get(key: string): T | undefined {
+    return this.items.get(key);
+  }
+  has(key: string): boolean {
+    return this.items.has(key);
+  }
+  values(): T[] {
+    return [...this.items.values()];
+  }
+  entries(): [string, T][] {
+    return [...this.items.entries()];
+  }
+  async set(key: string, value: T): Promise<void> {
+    this.items.set(key, value);
+    await this.keyv.set(key, value);
+  }
+  async delete(key: string): Promise<void> {
+    this.items.delete(key);
+    await this.keyv.delete(key);
+  }
+}
+
+export interface OpenedState {
+  store: StateStore;
+  /** Set when the previous state file could not be read and was moved aside. */
+  warning?: string;
+}
+
+export class StateStore {
+  readonly instances: Collection<InstanceRecord>;
+  readonly tunnels: Collection<TunnelRecord>;
+  readonly ports: Collection<PortLease>;
+  readonly hostKeys: Collection<HostKeyPin>;
+  readonly requests: Collection<RequestRecord>;
+  /** Counters for ids (`local-1`, `ssh-1`, ...). */
+  readonly counters: Collection<number>;
+  private readonly stores: KeyvSqlite[] = [];
+  private readonly keyvs: Keyv[] = [];
+
+  private constructor(file: string) {
+    const make = <T>(namespace: string): Collection<T> => {
+      const store = new KeyvSqlite({ uri: `sqlite://${file}`, busyTimeout: 5000 });
+      store.on('error', () => {}); // surfaced through the rejected promise of the call instead
+      const keyv = new Keyv<T>({ store, namespace });
+      keyv.on('error', () => {});
+      this.stores.push(store);
+      this.keyvs.push(keyv);
+      return new Collection<T>(keyv);
+    };
+    this.instances = make('instances');
+    this.tunnels = make('tunnels');
+    this.ports = make('ports');
+    this.hostKeys = make('hostkeys');
+    this.requests = make('requests');
+    this.counters = make('counters');
+  }
+
+  private async loadAll(): Promise<void> {
+    for (const c of [this.instances, this.tunnels, this.ports, this.hostKeys, this.requests, this.counters] as Collection<unknown>[]) {
+      await c.load();
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.stores.map((s) => s.disconnect()));
+  }
+
+  /** Next id for a provider's own numbering: `local-1`, `local-2`, ... never reused. */
+  async nextId(prefix: string): Promise<string> {
+    const n = (this.counters.get(prefix) ?? 0) + 1;
+    await this.counters.set(prefix, n);
+    return `${prefix}-${n}`;
+  }
+
+  /**
+   * Opens the state file of a VAI_HOME (which must exist, 0700). An unreadable file is renamed
+   * to `state.sqlite.unreadable-<time>` and a fresh one is started; the warning says so.
+   */
+  static async open(home: string): Promise<OpenedState> {
+    const file = homeFiles(home).state;
+    // Create the file ourselves so that it is 0600 from the first byte.
+    if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
+    chmodSync(file, 0o600);
+    const first = new StateStore(file);
+    try {
+      await first.loadAll();
+      return { store: first };
+    } catch (err) {
+      await first.close();
+      const aside = `${file}.unreadable-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      renameSync(file, aside);
+      closeSync(openSync(file, 'a', 0o600));
+      const fresh = new StateStore(file);
+      await fresh.loadAll();
+      const reason = err instanceof Error ? err.message : String(err);
+      return {
+        store: fresh,
+        warning: `The state file ${file} could not be read (${reason}). It was moved to ${aside} and a new one was started; instances recorded only there are no longer tracked (check your provider's console for boxes still running).`,
+      };
+    }
+  }
+}

@@ -1,0 +1,716 @@
+/**
+ * The supervisor: the one long-lived process per VAI_HOME that owns every tunnel, port lease,
+ * provisioning watch and simulated box, so that tunnels outlive the CLI or MCP process that asked
+ * for them. This class is the in-process implementation of `VaiApi`; core/control.ts serves it
+ * on the control socket and core/supervisor-main.ts is the process around it.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import path from 'node:path';
+import type {
+  CallOptions, CreateParams, DaemonStatus, DestroyResult, HelloParams, HelloResult, InstanceView,
+  OpenTunnelParams, SshKeyReport, StopTunnelResult, TunnelView, VaiApi, WaitParams,
+} from './api.js';
+import { isSettled } from './api.js';
+import { getSystemStats } from './comfy/client.js';
+import { parseConfig, resolveConfigPaths, type Config, type ProviderName } from './config.js';
+import { badInput, failure, toVaiError, unknownInstance, VaiError } from './errors.js';
+import { addSecret, type Logger } from './log.js';
+import { Mutex } from './mutex.js';
+import { PortAllocator } from './ports.js';
+import { LocalProvider } from './providers/local.js';
+import type { Provider, ProviderContext } from './providers/provider.js';
+import { SshProvider } from './providers/ssh.js';
+import { loadSettings, requestEnvFrom, type RequestEnv, type Settings } from './settings.js';
+import { defaultKeyCandidates, describeAuth, loadPrivateKey, resolveAuth } from './ssh-auth.js';
+import { StateStore, type InstanceRecord, type TunnelRecord } from './state.js';
+import { Tunnel, type HostKeyVerdict, type TunnelState } from './tunnel.js';
+import { compareVersions, VERSION } from './version.js';
+
+export interface SupervisorOptions {
+  home: string;
+  basePort: number;
+  socketPath: string;
+  log: Logger;
+  /** The supervisor's own environment: used for work no caller is waiting on (restores). */
+  env?: NodeJS.ProcessEnv;
+  /** Called after `shutdown` has answered. */
+  onShutdown?: () => void;
+}
+
+const MAX_COUNT = 10;
+/** How long `openTunnel` waits for a tunnel to settle before answering with its current state. */
+const OPEN_WAIT_MS = 20_000;
+const DEADLINE_SWEEP_MS = 1_000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+function nowIso(): string {
+  return new Date().toISOString();
+}
+
+export class Supervisor implements VaiApi {
+  private readonly providers: Partial<Record<ProviderName, Provider>>;
+  private readonly ports: PortAllocator;
+  private readonly tunnels = new Map<string, Tunnel>();
+  /** Why a recorded tunnel has no live Tunnel (e.g. its key could not be loaded at restore). */
+  private readonly tunnelErrors = new Map<string, string>();
+  private readonly watches = new Set<string>();
+  /** The environment of the request that created a box, for its provisioning watch. */
+  private readonly watchEnv = new Map<string, RequestEnv>();
+  /** Last views of destroyed boxes, so waiters and repeated requests learn what happened. */
+  private readonly outcomes = new Map<string, InstanceView>();
+  private readonly locks = new Map<string, Mutex>();
+  private readonly events = new EventEmitter();
+  private readonly startedAt = new Date();
+  private readonly ownEnv: RequestEnv;
+  private sweeper: NodeJS.Timeout | undefined;
+  private closing = false;
+
+  private constructor(
+    private readonly opts: SupervisorOptions,
+    private readonly store: StateStore,
+    private readonly warnings: string[],
+  ) {
+    this.events.setMaxListeners(0);
+    this.ownEnv = requestEnvFrom(opts.env ?? process.env);
+    this.ports = new PortAllocator(store.ports, opts.basePort);
+    this.providers = {
+      local: new LocalProvider(opts.home, () => store.nextId('local'), opts.log.child('local')),
+      ssh: new SshProvider(() => store.nextId('ssh')),
+    };
+  }
+
+  /** Opens the state, restores boxes and tunnels, and starts the deadline sweeper. */
+  static async start(opts: SupervisorOptions, nativeCryptoWarning?: string): Promise<Supervisor> {
+    const { store, warning } = await StateStore.open(opts.home);
+    const warnings = [warning, nativeCryptoWarning].filter((w): w is string => !!w);
+    for (const w of warnings) opts.log.warn(w);
+    const sup = new Supervisor(opts, store, warnings);
+    addSecret(opts.env?.VAST_API_KEY);
+    addSecret(opts.env?.VAI_SSH_PASSPHRASE);
+    await sup.restore();
+    sup.sweeper = setInterval(() => void sup.sweepDeadlines(), DEADLINE_SWEEP_MS);
+    return sup;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private log(): Logger {
+    return this.opts.log;
+  }
+
+  private settings(env: RequestEnv): Settings {
+    return loadSettings({ ...env, VAI_HOME: this.opts.home, VAI_BASE_PORT: String(this.opts.basePort) }, this.opts.home);
+  }
+
+  private ctx(env: RequestEnv): ProviderContext {
+    addSecret(env.VAST_API_KEY);
+    addSecret(env.VAI_SSH_PASSPHRASE);
+    return { env, settings: this.settings(env), log: this.opts.log };
+  }
+
+  private provider(name: ProviderName): Provider {
+    const p = this.providers[name];
+    if (!p) throw badInput(`The provider "${name}" is not available in this version of vai-mcp.`, 'Use "local" (the simulator) or "ssh" (a box you already have).', 'unknown_provider');
+    return p;
+  }
+
+  private lock(id: string): Mutex {
+    let m = this.locks.get(id);
+    if (!m) this.locks.set(id, (m = new Mutex()));
+    return m;
+  }
+
+  private record(id: string): InstanceRecord {
+    const rec = this.store.instances.get(id);
+    if (!rec) throw unknownInstance(id);
+    return rec;
+  }
+
+  private async update(id: string, patch: Partial<InstanceRecord>): Promise<InstanceRecord | undefined> {
+    const rec = this.store.instances.get(id);
+    if (!rec) return undefined;
+    const next = { ...rec, ...patch };
+    await this.store.instances.set(id, next);
+    if (patch.status_message && patch.status_message !== rec.status_message) this.progress(id, patch.status_message);
+    this.events.emit('change', id);
+    return next;
+  }
+
+  private progress(id: string, message: string): void {
+    this.events.emit('progress', { instance_id: id, message: `${id}: ${message}` });
+  }
+
+  private tunnelView(id: string): TunnelView | null {
+    const rec = this.store.tunnels.get(id);
+    const inst = this.store.instances.get(id);
+    if (!rec || !inst) return null;
+    const live = this.tunnels.get(id);
+    const stats = live?.stats();
+    return {
+      instance_id: id,
+      provider: inst.provider,
+      local_port: rec.local_port,
+      url: `http://localhost:${rec.local_port}`,
+      remote_port: rec.remote_port,
+      ssh_host: rec.ssh.host,
+      ssh_port: rec.ssh.port,
+      ssh_user: rec.ssh.user,
+      state: stats?.state ?? 'failed',
+      last_error: stats ? stats.last_error : (this.tunnelErrors.get(id) ?? 'not running'),
+      created_at: rec.created_at,
+      since: stats?.since ?? rec.created_at,
+      bytes_in: stats?.bytes_in ?? 0,
+      bytes_out: stats?.bytes_out ?? 0,
+      connections: stats?.connections ?? 0,
+    };
+  }
+
+  private view(rec: InstanceRecord): InstanceView {
+    return {
+      instance_id: rec.instance_id,
+      provider: rec.provider,
+      status: rec.status,
+      label: rec.label,
+      dph_total: rec.dph_total ?? null,
+      created_at: rec.created_at,
+      ready_at: rec.ready_at ?? null,
+      status_message: rec.status_message ?? null,
+      ssh_host: rec.ssh?.host ?? null,
+      ssh_port: rec.ssh?.port ?? null,
+      remote_port: rec.remote_port,
+      request_id: rec.request_id ?? null,
+      tunnel: this.tunnelView(rec.instance_id),
+    };
+  }
+
+  private viewOf(id: string): InstanceView {
+    const rec = this.store.instances.get(id);
+    if (rec) return this.view(rec);
+    const gone = this.outcomes.get(id);
+    if (gone) return gone;
+    throw unknownInstance(id);
+  }
+
+  // ---------------------------------------------------------------- host keys
+
+  private pinKey(id: string, hostPort: string): string {
+    return `${id}|${hostPort}`;
+  }
+
+  private async checkHostKey(id: string, hostPort: string, sha256: string): Promise<HostKeyVerdict> {
+    const key = this.pinKey(id, hostPort);
+    const pin = this.store.hostKeys.get(key);
+    if (!pin) {
+      await this.store.hostKeys.set(key, { instance_id: id, host_port: hostPort, sha256, pinned_at: nowIso() });
+      this.log().info(`${id}: pinned host key of ${hostPort}`);
+      return { ok: true };
+    }
+    return pin.sha256 === sha256 ? { ok: true } : { ok: false, expected: pin.sha256 };
+  }
+
+  private async dropHostKeys(id: string): Promise<void> {
+    for (const [key, pin] of this.store.hostKeys.entries()) {
+      if (pin.instance_id === id) await this.store.hostKeys.delete(key);
+    }
+  }
+
+  // ---------------------------------------------------------------- tunnels
+
+  /**
+   * Opens (or re-opens) the tunnel of an instance. With `port`, exactly that port or an error.
+   * An open tunnel that works and needs no change is returned as it is.
+   */
+  private ensureTunnel(rec: InstanceRecord, env: RequestEnv, opts: { port?: number; resetHostKey?: boolean; restore?: boolean } = {}): Promise<Tunnel> {
+    return this.lock(rec.instance_id).run(async () => {
+      const id = rec.instance_id;
+      const current = this.store.instances.get(id) ?? rec;
+      if (!current.ssh) throw failure(`${id} has no SSH endpoint yet (status ${current.status}).`, `Wait until it is running: \`vai-mcp-cli list\`.`);
+      const existing = this.tunnels.get(id);
+      const sameEndpoint = existing && existing.ssh.host === current.ssh.host && existing.ssh.port === current.ssh.port;
+      const healthy = existing && !['failed', 'port_conflict', 'stopped'].includes(existing.state);
+      if (existing && sameEndpoint && healthy && !opts.resetHostKey && (opts.port === undefined || opts.port === existing.localPort)) {
+        return existing;
+      }
+      const provider = this.provider(current.provider);
+      const auth = provider.auth(current, this.ctx(env)); // bad key -> bad input, before anything changes
+      const leased = this.ports.leaseOf(id);
+      let port: number;
+      if (opts.restore && leased !== undefined) port = leased;
+      else port = await this.ports.allocate(id, opts.port);
+      if (existing) {
+        this.tunnels.delete(id);
+        await existing.stop();
+      }
+      if (opts.resetHostKey) await this.dropHostKeys(id);
+      const prev = this.store.tunnels.get(id);
+      const trec: TunnelRecord = {
+        instance_id: id,
+        local_port: port,
+        remote_port: current.remote_port,
+        ssh: current.ssh,
+        key_path: auth.kind === 'key' ? auth.keyPath : undefined,
+        created_at: prev && prev.local_port === port ? prev.created_at : nowIso(),
+      };
+      await this.store.tunnels.set(id, trec);
+      this.tunnelErrors.delete(id);
+      const tunnel = new Tunnel({
+        instanceId: id,
+        localPort: port,
+        ssh: current.ssh,
+        auth,
+        remotePort: current.remote_port,
+        checkHostKey: (hp, sha) => this.checkHostKey(id, hp, sha),
+        log: this.log().child('tunnel'),
+      });
+      tunnel.on('state', (state: TunnelState) => {
+        const s = tunnel.stats();
+        this.progress(id, state === 'up' ? `tunnel up at ${tunnel.url}` : `tunnel ${state}${s.last_error ? `: ${s.last_error}` : ''}`);
+        this.events.emit('change', id);
+      });
+      this.tunnels.set(id, tunnel);
+      this.log().info(`${id}: tunnel localhost:${port} -> ${current.ssh.user}@${current.ssh.host}:${current.ssh.port} -> 127.0.0.1:${current.remote_port} (${describeAuth(auth)})`);
+      await tunnel.start();
+      return tunnel;
+    });
+  }
+
+  /** Stops an instance's tunnel, forgets its record and gives its port back. */
+  private closeTunnel(id: string): Promise<number | null> {
+    return this.lock(id).run(async () => {
+      const tunnel = this.tunnels.get(id);
+      this.tunnels.delete(id);
+      this.tunnelErrors.delete(id);
+      await tunnel?.stop();
+      const trec = this.store.tunnels.get(id);
+      if (trec) await this.store.tunnels.delete(id);
+      const port = this.ports.leaseOf(id) ?? trec?.local_port ?? null;
+      await this.ports.release(id);
+      this.events.emit('change', id);
+      return port;
+    });
+  }
+
+  // ---------------------------------------------------------------- provisioning
+
+  private startWatch(id: string): void {
+    if (this.watches.has(id) || this.closing) return;
+    this.watches.add(id);
+    this.watch(id)
+      .catch((err) => this.log().error(`${id}: watch failed: ${toVaiError(err).message}`))
+      .finally(() => this.watches.delete(id));
+  }
+
+  /** Waits for the next change of an instance (or its tunnel), at most `ms`. */
+  private nextChange(id: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const onChange = (changed: string) => {
+        if (changed === id) done();
+      };
+      const timer = setTimeout(() => done(), ms);
+      const done = () => {
+        clearTimeout(timer);
+        this.events.off('change', onChange);
+        resolve();
+      };
+      this.events.on('change', onChange);
+    });
+  }
+
+  /**
+   * Takes one box from asked-for to ready: provider status until running with an SSH endpoint,
+   * then the tunnel, then (for ComfyUI boxes) `GET /api/system_stats` through the tunnel.
+   * The ready deadline is enforced by the sweeper, not here, so it also holds while this waits.
+   */
+  private async watch(id: string): Promise<void> {
+    let authRetryAt = 0;
+    while (!this.closing) {
+      const rec = this.store.instances.get(id);
+      if (!rec || isSettled(rec.status)) return;
+      const provider = this.provider(rec.provider);
+      const env = this.watchEnv.get(id) ?? this.ownEnv;
+      let st;
+      try {
+        st = await provider.status(rec, this.ctx(env));
+      } catch (err) {
+        await this.update(id, { status_message: `status check failed, retrying: ${toVaiError(err).message}` });
+        await sleep(Math.max(provider.pollIntervalMs, 2000));
+        continue;
+      }
+      if (!this.store.instances.has(id)) return;
+      if (st.status === 'failed') {
+        await this.failInstance(id, st.message ?? 'the provider reports the box failed');
+        return;
+      }
+      await this.update(id, {
+        status: st.status === 'ready' ? 'running' : st.status,
+        ...(st.ssh ? { ssh: st.ssh } : {}),
+        ...(st.message ? { status_message: st.message } : {}),
+      });
+      if (st.status === 'running' || st.status === 'ready') {
+        const ready = await this.checkReady(id, env, () => {
+          authRetryAt = Date.now() + 3000;
+        }, authRetryAt);
+        if (ready) {
+          await this.update(id, { status: 'ready', ready_at: nowIso(), ready_deadline: undefined, status_message: `ready at ${this.tunnels.get(id)?.url}` });
+          return;
+        }
+      }
+      await this.nextChange(id, provider.pollIntervalMs);
+    }
+  }
+
+  /** One readiness check of a running box. Opens the tunnel when needed. */
+  private async checkReady(id: string, env: RequestEnv, onAuthFailure: () => void, authRetryAt: number): Promise<boolean> {
+    const rec = this.store.instances.get(id);
+    if (!rec?.ssh) return false;
+    let tunnel = this.tunnels.get(id);
+    const stale = tunnel && (tunnel.ssh.host !== rec.ssh.host || tunnel.ssh.port !== rec.ssh.port);
+    // A box's sshd may refuse the key for a moment while it installs it: retry auth failures
+    // until the deadline. Host-key and port problems are left as they are for the user.
+    const retryAuth = tunnel?.state === 'failed' && /authentication/i.test(tunnel.stats().last_error ?? '') && Date.now() >= authRetryAt;
+    if (!tunnel || stale || retryAuth) {
+      if (retryAuth) onAuthFailure();
+      tunnel = await this.ensureTunnel(rec, env, { restore: true });
+    }
+    if (tunnel.state !== 'up') return false;
+    if (!this.provider(rec.provider).checksComfy) return true;
+    try {
+      await getSystemStats(`http://127.0.0.1:${tunnel.localPort}`, 5000);
+      return true;
+    } catch (err) {
+      await this.update(id, { status_message: `waiting for ComfyUI: ${toVaiError(err).message}` });
+      return false;
+    }
+  }
+
+  /** A box that will not become ready: destroyed when it costs (or stands for) money, else marked failed. */
+  private async failInstance(id: string, reason: string): Promise<void> {
+    const rec = this.store.instances.get(id);
+    if (!rec) return;
+    const provider = this.provider(rec.provider);
+    if (provider.failsafeDestroy) {
+      this.log().warn(`${id}: ${reason}; destroying it (failsafe)`);
+      await this.destroy(id, this.watchEnv.get(id) ?? this.ownEnv, `${reason}. It was destroyed by the failsafe, so it does not keep billing.`, 'failed');
+    } else {
+      await this.update(id, { status: 'failed', status_message: reason });
+    }
+  }
+
+  /** Acts on passed deadlines: ready (failsafe) and max lifetime. Absolute times, so restarts act at once. */
+  private async sweepDeadlines(): Promise<void> {
+    const now = Date.now();
+    for (const rec of this.store.instances.values()) {
+      if (rec.ready_deadline && rec.status !== 'ready' && rec.status !== 'failed' && Date.parse(rec.ready_deadline) <= now) {
+        const timeout = rec.config.instance_config.ready_timeout_s;
+        const tunnel = this.tunnels.get(rec.instance_id)?.stats();
+        const detail = tunnel?.last_error ?? rec.status_message ?? rec.status;
+        await this.update(rec.instance_id, { ready_deadline: undefined });
+        await this.failInstance(rec.instance_id, `not ready within ready_timeout_s = ${timeout} s (last: ${detail})`).catch((err) =>
+          this.log().error(`${rec.instance_id}: failsafe failed: ${toVaiError(err).message}`));
+      } else if (rec.lifetime_deadline && Date.parse(rec.lifetime_deadline) <= now) {
+        const limit = rec.config.instance_config.max_lifetime_s;
+        await this.update(rec.instance_id, { lifetime_deadline: undefined });
+        await this.destroy(rec.instance_id, this.ownEnv, `max_lifetime_s = ${limit} s reached; the box was destroyed`).catch((err) =>
+          this.log().error(`${rec.instance_id}: lifetime destroy failed: ${toVaiError(err).message}`));
+      }
+    }
+  }
+
+  /** Closes the tunnel, releases the port, drops pins and ends the box (DESIGN.md invariant 8). */
+  private async destroy(id: string, env: RequestEnv, message: string, finalStatus: 'destroyed' | 'failed' = 'destroyed'): Promise<DestroyResult> {
+    const rec = this.record(id);
+    await this.closeTunnel(id);
+    await this.dropHostKeys(id);
+    try {
+      await this.provider(rec.provider).destroy(rec, this.ctx(env));
+    } catch (err) {
+      const e = toVaiError(err);
+      await this.update(id, { status_message: `destroy failed: ${e.message}` });
+      throw failure(`Could not destroy ${id}: ${e.message}. Its tunnel was closed and its port released.`, `Retry with \`vai-mcp-cli destroy ${id}\`, and check your provider's console.`);
+    }
+    const last = { ...this.view(rec), status: finalStatus === 'failed' ? ('failed' as const) : ('destroyed' as const), status_message: message, tunnel: null };
+    this.outcomes.set(id, last);
+    await this.store.instances.delete(id);
+    this.watchEnv.delete(id);
+    this.locks.delete(id);
+    this.progress(id, message);
+    this.events.emit('change', id);
+    this.log().info(`${id}: ${message}`);
+    return { instance_id: id, destroyed: true, message };
+  }
+
+  // ---------------------------------------------------------------- restore
+
+  /** After a start: local boxes come back, recorded tunnels reopen on their ports, watches resume. */
+  private async restore(): Promise<void> {
+    const env = this.ownEnv;
+    for (const rec of this.store.instances.values()) {
+      const provider = this.providers[rec.provider];
+      if (!provider?.restore || rec.status === 'failed') continue;
+      try {
+        const st = await provider.restore(rec, this.ctx(env));
+        if (st.ssh) await this.update(rec.instance_id, { ssh: st.ssh });
+      } catch (err) {
+        this.log().error(`${rec.instance_id}: could not restore the box: ${toVaiError(err).message}`);
+      }
+    }
+    for (const trec of this.store.tunnels.values()) {
+      const rec = this.store.instances.get(trec.instance_id);
+      if (!rec) {
+        await this.store.tunnels.delete(trec.instance_id);
+        await this.ports.release(trec.instance_id);
+        continue;
+      }
+      try {
+        await this.ports.adopt(rec.instance_id, trec.local_port);
+        await this.ensureTunnel(rec, env, { restore: true });
+      } catch (err) {
+        const msg = toVaiError(err).message;
+        this.tunnelErrors.set(rec.instance_id, `${msg} Run \`vai-mcp-cli tunnel ${rec.instance_id}\` to reopen it.`);
+        this.log().error(`${rec.instance_id}: could not restore the tunnel: ${msg}`);
+      }
+    }
+    for (const rec of this.store.instances.values()) {
+      if (!isSettled(rec.status)) this.startWatch(rec.instance_id);
+    }
+  }
+
+  // ---------------------------------------------------------------- the API
+
+  async hello(p: HelloParams): Promise<HelloResult> {
+    const warnings = [...this.warnings];
+    if (p.base_port !== this.opts.basePort) {
+      warnings.push(`The supervisor runs with VAI_BASE_PORT=${this.opts.basePort}; your ${p.base_port} applies after \`vai-mcp-cli daemon stop\` (tunnels come back on their ports).`);
+    }
+    if (compareVersions(VERSION, p.version) > 0) {
+      warnings.push(`The supervisor (vai-mcp ${VERSION}) is newer than this client (${p.version}).`);
+    }
+    return { version: VERSION, pid: process.pid, home: this.opts.home, base_port: this.opts.basePort, warnings };
+  }
+
+  async createInstances(p: CreateParams, o: CallOptions = {}): Promise<InstanceView[]> {
+    const env = o.env ?? requestEnvFrom();
+    const config = resolveConfigPaths(parseConfig(p.config, 'config'), env.cwd ?? process.cwd());
+    const count = p.count ?? 1;
+    if (!Number.isInteger(count) || count < 1 || count > MAX_COUNT) {
+      throw badInput(`count must be a whole number from 1 to ${MAX_COUNT} (got ${count}).`);
+    }
+    const provider = this.provider(config.provider);
+    const ctx = this.ctx(env);
+    const fingerprint = createHash('sha256').update(JSON.stringify({ config, count })).digest('hex');
+    if (p.request_id) {
+      const prior = this.store.requests.get(p.request_id);
+      if (prior) {
+        if (prior.fingerprint !== fingerprint) {
+          throw badInput(`request_id "${p.request_id}" was already used with a different config or count.`, 'Use a new request_id for a new request, or repeat the original one exactly.', 'request_id_reused');
+        }
+        return prior.instance_ids.map((id) => this.store.instances.get(id) ? this.viewOf(id) : this.destroyedView(id, p.request_id!));
+      }
+    }
+    provider.validate(config, ctx);
+    if (provider.countsTowardCap) {
+      const live = this.store.instances.values().filter((r) => this.providers[r.provider]?.countsTowardCap).length;
+      if (live + count > ctx.settings.maxInstances) {
+        throw failure(`Creating ${count} more would make ${live + count} paid boxes, over the cap of ${ctx.settings.maxInstances} (VAI_MAX_INSTANCES).`, 'Destroy boxes you no longer need, or raise VAI_MAX_INSTANCES.', 'instance_cap');
+      }
+    }
+    const request = p.request_id ?? randomBytes(4).toString('hex');
+    const created: string[] = [];
+    try {
+      for (let n = 1; n <= count; n++) {
+        const box = await provider.create({ config, label: `vai-mcp:${request}:${n}` }, ctx);
+        const now = Date.now();
+        const ic = config.instance_config;
+        const rec: InstanceRecord = {
+          instance_id: box.instance_id,
+          provider: config.provider,
+          label: `vai-mcp:${request}:${n}`,
+          status: box.status,
+          status_message: box.message,
+          ssh: box.ssh,
+          remote_port: ic.remote_port,
+          config,
+          dph_total: box.dph_total,
+          created_at: new Date(now).toISOString(),
+          ready_deadline: new Date(now + ic.ready_timeout_s * 1000).toISOString(),
+          lifetime_deadline: ic.max_lifetime_s ? new Date(now + ic.max_lifetime_s * 1000).toISOString() : undefined,
+          request_id: p.request_id,
+        };
+        await this.store.instances.set(rec.instance_id, rec);
+        created.push(rec.instance_id);
+        this.watchEnv.set(rec.instance_id, env);
+        this.progress(rec.instance_id, `created (${config.provider}), ${box.message ?? box.status}`);
+        this.startWatch(rec.instance_id);
+      }
+    } catch (err) {
+      const e = toVaiError(err);
+      if (created.length === 0) throw e;
+      throw new VaiError(`${e.message} (${created.length} of ${count} boxes were created before this: ${created.join(', ')}; they keep coming up)`, { hint: e.hint, exitCode: 1, code: e.code });
+    } finally {
+      if (p.request_id && created.length > 0) {
+        await this.store.requests.set(p.request_id, { request_id: p.request_id, fingerprint, instance_ids: created, created_at: nowIso() });
+      }
+    }
+    return created.map((id) => this.viewOf(id));
+  }
+
+  private destroyedView(id: string, requestId: string): InstanceView {
+    return this.outcomes.get(id) ?? {
+      instance_id: id, provider: 'local', status: 'destroyed', label: '', dph_total: null, created_at: '', ready_at: null,
+      status_message: 'destroyed', ssh_host: null, ssh_port: null, remote_port: 0, request_id: requestId, tunnel: null,
+    };
+  }
+
+  async waitForInstances(p: WaitParams, o: CallOptions = {}): Promise<InstanceView[]> {
+    const ids = [...new Set(p.instance_ids)];
+    for (const id of ids) this.viewOf(id); // unknown ids are bad input
+    const all = () => ids.map((id) => this.viewOf(id));
+    const done = () => all().every((v) => isSettled(v.status));
+    if (done()) return all();
+    return new Promise((resolve) => {
+      const onProgress = (prog: { instance_id: string; message: string }) => {
+        if (ids.includes(prog.instance_id)) o.onProgress?.(prog);
+      };
+      const onChange = (id: string) => {
+        if (ids.includes(id) && done()) finish();
+      };
+      const timer = p.timeout_s !== undefined ? setTimeout(() => finish(), p.timeout_s * 1000) : undefined;
+      const onAbort = () => finish();
+      const finish = () => {
+        if (timer) clearTimeout(timer);
+        this.events.off('progress', onProgress);
+        this.events.off('change', onChange);
+        o.signal?.removeEventListener('abort', onAbort);
+        resolve(all());
+      };
+      this.events.on('progress', onProgress);
+      this.events.on('change', onChange);
+      o.signal?.addEventListener('abort', onAbort);
+    });
+  }
+
+  async listInstances(): Promise<InstanceView[]> {
+    return this.store.instances.values().map((r) => this.view(r)).sort(byId);
+  }
+
+  async openTunnel(p: OpenTunnelParams, o: CallOptions = {}): Promise<TunnelView> {
+    const env = o.env ?? requestEnvFrom();
+    const rec = this.record(p.instance_id);
+    if (!rec.ssh || rec.status === 'stopped' || rec.status === 'provisioning' || rec.status === 'loading') {
+      throw failure(`${rec.instance_id} is not running yet (status ${rec.status}), so it has no tunnel to open.`, 'Wait for it: `vai-mcp-cli list` shows its status.', 'not_running');
+    }
+    const tunnel = await this.ensureTunnel(rec, env, { port: p.port, resetHostKey: p.reset_host_key });
+    const state = await tunnel.waitFor(['up', 'remote_down', 'failed', 'port_conflict', 'stopped'], OPEN_WAIT_MS).catch(() => tunnel.state);
+    if (!isSettled(rec.status)) this.startWatch(rec.instance_id);
+    if (state === 'failed' || state === 'port_conflict') {
+      throw failure(`The tunnel of ${rec.instance_id} could not be opened: ${tunnel.stats().last_error}`, undefined, `tunnel_${state}`);
+    }
+    return this.tunnelView(rec.instance_id)!;
+  }
+
+  async listTunnels(): Promise<TunnelView[]> {
+    return this.store.tunnels.values().map((t) => this.tunnelView(t.instance_id)).filter((t): t is TunnelView => t !== null).sort(byId);
+  }
+
+  async stopTunnel(p: { instance_id: string }): Promise<StopTunnelResult> {
+    this.record(p.instance_id);
+    if (!this.store.tunnels.has(p.instance_id)) {
+      throw badInput(`${p.instance_id} has no open tunnel.`, '`vai-mcp-cli tunnel --list` shows the open tunnels.', 'no_tunnel');
+    }
+    const port = await this.closeTunnel(p.instance_id);
+    return { instance_id: p.instance_id, local_port: port ?? 0 };
+  }
+
+  async stopAllTunnels(): Promise<StopTunnelResult[]> {
+    const out: StopTunnelResult[] = [];
+    for (const t of this.store.tunnels.values()) {
+      const port = await this.closeTunnel(t.instance_id);
+      out.push({ instance_id: t.instance_id, local_port: port ?? t.local_port });
+    }
+    return out.sort(byId);
+  }
+
+  async destroyInstance(p: { instance_id: string }, o: CallOptions = {}): Promise<DestroyResult> {
+    this.record(p.instance_id);
+    return this.destroy(p.instance_id, o.env ?? requestEnvFrom(), 'destroyed');
+  }
+
+  async destroyAll(_p: Record<string, never>, o: CallOptions = {}): Promise<DestroyResult[]> {
+    const env = o.env ?? requestEnvFrom();
+    const results: DestroyResult[] = [];
+    for (const rec of this.store.instances.values().sort(byId)) {
+      try {
+        results.push(await this.destroy(rec.instance_id, env, 'destroyed'));
+      } catch (err) {
+        results.push({ instance_id: rec.instance_id, destroyed: false, message: toVaiError(err).message });
+      }
+    }
+    return results;
+  }
+
+  async sshKey(p: { key_path?: string }, o: CallOptions = {}): Promise<SshKeyReport> {
+    const env = o.env ?? requestEnvFrom();
+    const paths = p.key_path ? [path.resolve(env.cwd ?? process.cwd(), p.key_path)] : defaultKeyCandidates(env.HOME);
+    const candidates = paths.map((kp) => {
+      try {
+        loadPrivateKey(kp, env.VAI_SSH_PASSPHRASE);
+        return { path: kp, exists: true, loads: true, error: null };
+      } catch (err) {
+        const e = toVaiError(err);
+        return { path: kp, exists: !/does not exist/.test(e.message), loads: false, error: e.message };
+      }
+    });
+    let used: string | null = null;
+    let error: string | null = null;
+    try {
+      const auth = resolveAuth({ keyPath: p.key_path ? paths[0] : undefined, passphrase: env.VAI_SSH_PASSPHRASE, agentSocket: env.SSH_AUTH_SOCK, homeDir: env.HOME });
+      used = describeAuth(auth);
+    } catch (err) {
+      error = toVaiError(err).message;
+    }
+    return { used, candidates, agent: { socket: env.SSH_AUTH_SOCK ?? null }, error };
+  }
+
+  async status(): Promise<DaemonStatus> {
+    return {
+      pid: process.pid,
+      version: VERSION,
+      home: this.opts.home,
+      base_port: this.opts.basePort,
+      socket: this.opts.socketPath,
+      started_at: this.startedAt.toISOString(),
+      uptime_s: Math.round((Date.now() - this.startedAt.getTime()) / 1000),
+      tunnels: this.store.tunnels.values().length,
+      instances: this.store.instances.values().length,
+      rss_bytes: process.memoryUsage.rss(),
+      native_crypto: !this.warnings.some((w) => w.includes('native crypto')),
+      warnings: this.warnings,
+    };
+  }
+
+  async shutdown(p: { reason?: string }): Promise<{ ok: true }> {
+    this.log().info(`shutdown requested${p.reason ? `: ${p.reason}` : ''}`);
+    setImmediate(() => this.opts.onShutdown?.());
+    return { ok: true };
+  }
+
+  /** Stops everything this process runs; records stay, so the next start restores them. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.sweeper) clearInterval(this.sweeper);
+    await Promise.all([...this.tunnels.values()].map((t) => t.stop()));
+    this.tunnels.clear();
+    for (const p of Object.values(this.providers)) await p?.shutdown?.();
+    await this.store.close();
+  }
+}
+
+function byId(a: { instance_id: string }, b: { instance_id: string }): number {
+  return a.instance_id.localeCompare(b.instance_id, 'en', { numeric: true });
+}
+

@@ -1,0 +1,468 @@
+/**
+ * One supervised forward: `localhost:<local port>` -> (SSH) -> `<remote host>:<remote port>` on a box.
+ *
+ * - The local listeners (127.0.0.1, and ::1 where the machine has it) are bound once and held
+ *   across SSH reconnects, so the port is never lost while the link is down.
+ * - One SSH connection carries one `direct-tcpip` channel per local TCP connection.
+ * - States (DESIGN.md section 4): `connecting` -> `up` when the SSH link is ready and a probe
+ *   channel to the remote port opened; `remote_down` when the box refuses the remote port (the
+ *   SSH link is kept); `reconnecting` while the link is being re-made on the backoff schedule;
+ *   `failed` for authentication, host-key and forwarding-refused errors (not retried, the user
+ *   acts); `port_conflict` when another program holds the local port; `stopped` at the end.
+ * - Every socket and channel has an error handler: one broken connection never takes the
+ *   process down.
+ */
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import ssh2 from 'ssh2';
+import type { Client as SshClient, ClientChannel } from 'ssh2';
+import { ReconnectSchedule } from './backoff.js';
+import { silentLogger, type Logger } from './log.js';
+import { hasIpv6Loopback } from './ports.js';
+import { authOptions, describeAuth, fingerprint, hostKeyMismatchHint, type SshAuth } from './ssh-auth.js';
+import type { SshEndpoint } from './state.js';
+
+export type TunnelState = 'connecting' | 'up' | 'remote_down' | 'reconnecting' | 'failed' | 'port_conflict' | 'stopped';
+
+/** The answer of the host-key pin store for one key. */
+export type HostKeyVerdict = { ok: true } | { ok: false; expected: string };
+export type HostKeyCheck = (hostPort: string, sha256Hex: string) => Promise<HostKeyVerdict>;
+
+export interface TunnelTiming {
+  keepaliveIntervalMs: number;
+  keepaliveCountMax: number;
+  /** Probe through the tunnel while it is up. */
+  probeIntervalMs: number;
+  /** Probe while the remote app refuses, to notice quickly when it starts. */
+  remoteDownProbeMs: number;
+  /** How long a local connection made during a reconnect waits for the link. */
+  pendingHoldMs: number;
+  readyTimeoutMs: number;
+}
+
+export const DEFAULT_TIMING: TunnelTiming = {
+  keepaliveIntervalMs: 3_000,
+  keepaliveCountMax: 3,
+  probeIntervalMs: 30_000,
+  remoteDownProbeMs: 1_000,
+  pendingHoldMs: 15_000,
+  readyTimeoutMs: 20_000,
+};
+
+export interface TunnelOptions {
+  instanceId: string;
+  localPort: number;
+  ssh: SshEndpoint;
+  auth: SshAuth;
+  remotePort: number;
+  /** Target host as the box sees it. */
+  remoteHost?: string;
+  checkHostKey: HostKeyCheck;
+  timing?: Partial<TunnelTiming>;
+  log?: Logger;
+}
+
+export interface TunnelStats {
+  state: TunnelState;
+  last_error: string | null;
+  /** Bytes from the box to local clients, and from local clients to the box. */
+  bytes_in: number;
+  bytes_out: number;
+  /** Local TCP connections open now, and in all. */
+  connections: number;
+  connections_total: number;
+  /** When the current state began (ISO). */
+  since: string;
+  /** Listen addresses actually bound. */
+  listen: string[];
+}
+
+/** Prefer aes128-gcm (fastest with ssh2's native binding on AES-NI machines; see perf-baseline). */
+const CIPHERS = { remove: 'aes128-gcm@openssh.com', prepend: 'aes128-gcm@openssh.com' } as const;
+
+// ssh2's channel-open failure reasons (RFC 4254 section 5.1).
+const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
+const OPEN_CONNECT_FAILED = 2;
+
+export class Tunnel extends EventEmitter {
+  readonly instanceId: string;
+  readonly localPort: number;
+  readonly ssh: SshEndpoint;
+  readonly remotePort: number;
+  readonly remoteHost: string;
+  private readonly auth: SshAuth;
+  private readonly checkHostKey: HostKeyCheck;
+  private readonly timing: TunnelTiming;
+  private readonly log: Logger;
+
+  private _state: TunnelState = 'connecting';
+  private lastError: string | null = null;
+  private since = new Date();
+  private servers: net.Server[] = [];
+  private client: SshClient | undefined;
+  private linkReady = false;
+  private readonly schedule = new ReconnectSchedule();
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private probing = false;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly pending = new Set<net.Socket>();
+  private closedBytesIn = 0;
+  private closedBytesOut = 0;
+  private connectionsTotal = 0;
+
+  constructor(opts: TunnelOptions) {
+    super();
+    this.instanceId = opts.instanceId;
+    this.localPort = opts.localPort;
+    this.ssh = opts.ssh;
+    this.remotePort = opts.remotePort;
+    this.remoteHost = opts.remoteHost ?? '127.0.0.1';
+    this.auth = opts.auth;
+    this.checkHostKey = opts.checkHostKey;
+    this.timing = { ...DEFAULT_TIMING, ...opts.timing };
+    this.log = (opts.log ?? silentLogger).child(opts.instanceId);
+  }
+
+  get state(): TunnelState {
+    return this._state;
+  }
+
+  get url(): string {
+    return `http://localhost:${this.localPort}`;
+  }
+
+  stats(): TunnelStats {
+    let bytesIn = this.closedBytesIn;
+    let bytesOut = this.closedBytesOut;
+    for (const s of this.sockets) {
+      bytesIn += s.bytesWritten;
+      bytesOut += s.bytesRead;
+    }
+    return {
+      state: this._state,
+      last_error: this.lastError,
+      bytes_in: bytesIn,
+      bytes_out: bytesOut,
+      connections: this.sockets.size,
+      connections_total: this.connectionsTotal,
+      since: this.since.toISOString(),
+      listen: this.servers.map((s) => {
+        const a = s.address() as net.AddressInfo | null;
+        return a ? (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`) : '';
+      }),
+    };
+  }
+
+  private setState(state: TunnelState, error?: string | null): void {
+    if (error !== undefined) this.lastError = error;
+    if (state === this._state) return;
+    const prev = this._state;
+    this._state = state;
+    this.since = new Date();
+    this.log.info(`${prev} -> ${state}${error ? `: ${error}` : ''}`);
+    this.emit('state', state, prev);
+  }
+
+  /**
+   * Binds the local listeners, then connects. Resolves once the listeners are bound (or the port
+   * turned out to be taken: state `port_conflict`); the SSH link comes up in the background.
+   */
+  async start(): Promise<void> {
+    const bound = await this.bind();
+    if (!bound) return;
+    this.connect();
+  }
+
+  /** Resolves when the tunnel reaches one of `states`, or rejects after `timeoutMs`. */
+  waitFor(states: TunnelState[], timeoutMs: number): Promise<TunnelState> {
+    if (states.includes(this._state)) return Promise.resolve(this._state);
+    return new Promise((resolve, reject) => {
+      const onState = (s: TunnelState) => {
+        if (!states.includes(s)) return;
+        cleanup();
+        resolve(s);
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`tunnel ${this.instanceId} did not reach ${states.join('/')} within ${timeoutMs} ms (state ${this._state})`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.off('state', onState);
+      };
+      this.on('state', onState);
+    });
+  }
+
+  private async bind(): Promise<boolean> {
+    const hosts = ['127.0.0.1'];
+    if (await hasIpv6Loopback()) hosts.push('::1');
+    for (const host of hosts) {
+      const server = net.createServer({ pauseOnConnect: true }, (sock) => this.onLocalConnection(sock));
+      const err = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+        server.once('error', resolve);
+        server.listen({ port: this.localPort, host, exclusive: true }, () => {
+          server.off('error', resolve);
+          resolve(undefined);
+        });
+      });
+      if (err) {
+        server.close();
+        if (err.code === 'EADDRNOTAVAIL' && host === '::1') continue;
+        this.closeServers();
+        const msg =
+          err.code === 'EADDRINUSE'
+            ? `Local port ${this.localPort} is taken by another program. Free it, or move this tunnel with \`vai-mcp-cli tunnel ${this.instanceId} --port P\`.`
+            : `Cannot listen on ${host}:${this.localPort}: ${err.message}`;
+        this.setState('port_conflict', msg);
+        return false;
+      }
+      server.on('error', (e) => this.log.warn(`listener error: ${e.message}`));
+      this.servers.push(server);
+    }
+    return true;
+  }
+
+  private closeServers(): void {
+    for (const s of this.servers) s.close();
+    this.servers = [];
+  }
+
+  private connect(): void {
+    if (this._state === 'stopped') return;
+    const client = new ssh2.Client();
+    this.client = client;
+    this.linkReady = false;
+    let lastErr: (Error & { level?: string }) | undefined;
+    let hostKeyError: string | undefined;
+    const hostPort = `${this.ssh.host}:${this.ssh.port}`;
+
+    client.on('ready', () => {
+      if (this.client !== client) return;
+      this.linkReady = true;
+      this.schedule.reset();
+      this.log.debug(`ssh link ready to ${hostPort}`);
+      this.flushPending();
+      this.probe();
+    });
+    client.on('error', (err: Error & { level?: string }) => {
+      lastErr = err;
+    });
+    client.on('close', () => {
+      if (this.client !== client) return;
+      this.client = undefined;
+      this.linkReady = false;
+      this.clearProbeTimer();
+      if (this._state === 'stopped' || this._state === 'failed') return;
+      if (hostKeyError) return this.fail(hostKeyError);
+      if (lastErr?.level === 'client-authentication') {
+        return this.fail(
+          `SSH authentication as ${this.ssh.user}@${hostPort} with ${describeAuth(this.auth)} was refused. Check that this key is authorized on the box (authorized_keys), then run \`vai-mcp-cli tunnel ${this.instanceId}\`.`,
+        );
+      }
+      this.scheduleReconnect(lastErr ? lastErr.message : 'SSH connection closed');
+    });
+
+    // Async verification: the verifier returns nothing and answers through `verify` later
+    // (returning a boolean would make ssh2 decide synchronously).
+    const hostVerifier = (hash: string, verify: (ok: boolean) => void): void => {
+      this.checkHostKey(hostPort, hash).then(
+        (verdict) => {
+          if (!verdict.ok) {
+            hostKeyError = `The host key of ${hostPort} changed: pinned ${fingerprint(verdict.expected)}, offered ${fingerprint(hash)}. The connection was refused (it could be someone in the middle). ${hostKeyMismatchHint(this.instanceId)}`;
+          }
+          verify(verdict.ok);
+        },
+        (err: Error) => {
+          hostKeyError = `Could not check the host key of ${hostPort}: ${err.message}`;
+          verify(false);
+        },
+      );
+    };
+    const config: ssh2.ConnectConfig = {
+      host: this.ssh.host,
+      port: this.ssh.port,
+      ...authOptions(this.auth, this.ssh.user),
+      hostHash: 'sha256',
+      hostVerifier: hostVerifier as unknown as ssh2.HostFingerprintVerifier,
+      keepaliveInterval: this.timing.keepaliveIntervalMs,
+      keepaliveCountMax: this.timing.keepaliveCountMax,
+      readyTimeout: this.timing.readyTimeoutMs,
+      algorithms: { cipher: CIPHERS as unknown as ssh2.AlgorithmList<ssh2.CipherAlgorithm> },
+    };
+    try {
+      client.connect(config);
+      // Nagle on the SSH socket puts ~40 ms stalls on small requests (perf-baseline.md).
+      client.setNoDelay(true);
+    } catch (err) {
+      // connect() throws synchronously only for bad options; not worth retrying.
+      this.fail(`Cannot connect to ${hostPort}: ${(err as Error).message}`);
+    }
+  }
+
+  private scheduleReconnect(reason: string): void {
+    const delay = this.schedule.next();
+    this.setState(this._state === 'connecting' ? 'connecting' : 'reconnecting', `${reason} (retrying in ${(delay / 1000).toFixed(1)} s)`);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connect();
+    }, delay);
+  }
+
+  /** Stops retrying: the user has to act (reason says how). Listeners stay bound. */
+  private fail(reason: string): void {
+    this.setState('failed', reason);
+    this.dropPending();
+    this.clearProbeTimer();
+    const c = this.client;
+    this.client = undefined;
+    this.linkReady = false;
+    c?.end();
+  }
+
+  /** Opens a probe channel to the remote port and sets the state from the answer. */
+  private probe(): void {
+    const client = this.client;
+    if (!client || !this.linkReady || this.probing) return;
+    this.probing = true;
+    this.clearProbeTimer();
+    let settled = false;
+    const done = () => {
+      settled = true;
+      this.probing = false;
+      if (this.client !== client || !this.linkReady) return;
+      const wait = this._state === 'remote_down' ? this.timing.remoteDownProbeMs : this.timing.probeIntervalMs;
+      this.probeTimer = setTimeout(() => this.probe(), wait);
+    };
+    // A frozen link never answers; keepalive closes it, this only frees the probe slot.
+    const guard = setTimeout(() => {
+      if (!settled) done();
+    }, this.timing.keepaliveIntervalMs * (this.timing.keepaliveCountMax + 2));
+    try {
+      client.forwardOut('127.0.0.1', 0, this.remoteHost, this.remotePort, (err, ch) => {
+        clearTimeout(guard);
+        if (settled) {
+          ch?.close();
+          return;
+        }
+        if (err) {
+          this.onChannelError(err);
+        } else {
+          ch.on('error', () => {});
+          ch.close();
+          this.markUp();
+        }
+        done();
+      });
+    } catch {
+      clearTimeout(guard);
+      done();
+    }
+  }
+
+  private clearProbeTimer(): void {
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
+  }
+
+  private markUp(): void {
+    if (this._state === 'stopped' || this._state === 'failed') return;
+    this.setState('up', this._state === 'up' ? undefined : null);
+  }
+
+  /** A channel open failed: decide whether the remote app is down or forwarding is refused. */
+  private onChannelError(err: Error & { reason?: number }): void {
+    if (err.reason === OPEN_ADMINISTRATIVELY_PROHIBITED) {
+      this.fail(`The SSH server at ${this.ssh.host}:${this.ssh.port} refused to forward to ${this.remoteHost}:${this.remotePort} (administratively prohibited: check AllowTcpForwarding / PermitOpen in its sshd_config), then run \`vai-mcp-cli tunnel ${this.instanceId}\`.`);
+      return;
+    }
+    const what = err.reason === OPEN_CONNECT_FAILED ? 'refused the connection (nothing listens there yet?)' : `failed: ${err.message}`;
+    const wasUp = this._state === 'up';
+    this.setState('remote_down', `${this.remoteHost}:${this.remotePort} on the box ${what}`);
+    // Poll quickly until the app answers.
+    if (wasUp && !this.probing) {
+      this.clearProbeTimer();
+      this.probeTimer = setTimeout(() => this.probe(), this.timing.remoteDownProbeMs);
+    }
+  }
+
+  private onLocalConnection(sock: net.Socket): void {
+    sock.on('error', () => {}); // a reset by the local client must not throw
+    this.sockets.add(sock);
+    this.connectionsTotal++;
+    sock.once('close', () => {
+      this.sockets.delete(sock);
+      this.pending.delete(sock);
+      this.closedBytesIn += sock.bytesWritten;
+      this.closedBytesOut += sock.bytesRead;
+    });
+    if (this.linkReady) return this.forward(sock);
+    if (this._state === 'connecting' || this._state === 'reconnecting') {
+      // Hold it briefly: the link is usually back within a second or two.
+      this.pending.add(sock);
+      sock.setTimeout(this.timing.pendingHoldMs, () => {
+        if (this.pending.has(sock)) sock.destroy();
+      });
+      return;
+    }
+    sock.destroy();
+  }
+
+  private flushPending(): void {
+    for (const sock of this.pending) {
+      this.pending.delete(sock);
+      sock.setTimeout(0);
+      if (!sock.destroyed) this.forward(sock);
+    }
+  }
+
+  private dropPending(): void {
+    for (const sock of this.pending) sock.destroy();
+    this.pending.clear();
+  }
+
+  private forward(sock: net.Socket): void {
+    const client = this.client;
+    if (!client) return void sock.destroy();
+    try {
+      client.forwardOut(sock.remoteAddress ?? '127.0.0.1', sock.remotePort ?? 0, this.remoteHost, this.remotePort, (err, ch: ClientChannel) => {
+        if (err) {
+          sock.destroy();
+          if (this.client === client) this.onChannelError(err as Error & { reason?: number });
+          return;
+        }
+        ch.on('error', () => sock.destroy());
+        if (sock.destroyed) return void ch.close();
+        if (this._state === 'remote_down') this.markUp();
+        sock.pipe(ch).pipe(sock);
+        // A local reset closes the channel; a channel closed without EOF resets the local side.
+        // (After a normal EOF the pipe has already ended the socket: let it flush.)
+        sock.once('close', () => ch.close());
+        ch.once('close', () => {
+          if (!sock.writableEnded) sock.destroy();
+        });
+        sock.resume();
+      });
+    } catch {
+      // forwardOut throws synchronously when the link has just gone (ssh2: "Not connected").
+      sock.destroy();
+    }
+  }
+
+  /** Closes everything: listeners, local connections, the SSH link. Final. */
+  async stop(): Promise<void> {
+    if (this._state === 'stopped') return;
+    this.setState('stopped');
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.clearProbeTimer();
+    this.dropPending();
+    for (const s of this.sockets) s.destroy();
+    const client = this.client;
+    this.client = undefined;
+    this.linkReady = false;
+    client?.end();
+    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.servers = [];
+  }
+}
