@@ -21,6 +21,7 @@ import { PortAllocator } from './ports.js';
 import { LocalProvider } from './providers/local.js';
 import type { Provider, ProviderContext } from './providers/provider.js';
 import { SshProvider } from './providers/ssh.js';
+import { findVastApiKey, VastApi } from './providers/vast-api.js';
 import { loadSettings, requestEnvFrom, type RequestEnv, type Settings } from './settings.js';
 import { defaultKeyCandidates, describeAuth, loadPrivateKey, resolveAuth } from './ssh-auth.js';
 import { StateStore, type InstanceRecord, type TunnelRecord } from './state.js';
@@ -593,8 +594,44 @@ export class Supervisor implements VaiApi {
     });
   }
 
-  async listInstances(): Promise<InstanceView[]> {
-    return this.store.instances.values().map((r) => this.view(r)).sort(byId);
+  async listInstances(_p: Record<string, never>, o: CallOptions = {}): Promise<InstanceView[]> {
+    const views = this.store.instances.values().map((r) => this.view(r)).sort(byId);
+    return [...views, ...(await this.orphans(o))];
+  }
+
+  /**
+   * Boxes on the Vast.ai account with a vai-mcp label that this machine does not know (left
+   * behind by a crash, or made from another machine). Checked only when a Vast key is at hand.
+   */
+  private async orphans(o: CallOptions): Promise<InstanceView[]> {
+    const env = o.env ?? requestEnvFrom();
+    const settings = this.settings(env);
+    const found = findVastApiKey(env, settings.vastApiKey);
+    if (!found) return [];
+    try {
+      const remote = await new VastApi(settings.vastUrl, found.key).listInstances('vai-mcp');
+      return remote
+        .filter((r) => !this.store.instances.has(String(r.id)))
+        .map((r) => ({
+          instance_id: String(r.id),
+          provider: 'vast' as const,
+          status: 'running' as const,
+          label: r.label ?? '',
+          dph_total: r.dph_total ?? null,
+          created_at: r.start_date ? new Date(r.start_date * 1000).toISOString() : '',
+          ready_at: null,
+          status_message: `orphan: on the Vast.ai account but unknown here (actual_status ${r.actual_status ?? 'null'}); destroy it in the Vast.ai console if you do not need it`,
+          ssh_host: r.ssh_host ?? null,
+          ssh_port: r.ssh_port ?? null,
+          remote_port: 0,
+          request_id: null,
+          tunnel: null,
+          orphan: true,
+        }));
+    } catch (err) {
+      o.onProgress?.({ message: `warning: could not check Vast.ai for orphaned vai-mcp boxes: ${toVaiError(err).message}` });
+      return [];
+    }
   }
 
   async openTunnel(p: OpenTunnelParams, o: CallOptions = {}): Promise<TunnelView> {

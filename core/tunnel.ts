@@ -83,6 +83,8 @@ const CIPHERS = { remove: 'aes128-gcm@openssh.com', prepend: 'aes128-gcm@openssh
 // ssh2's channel-open failure reasons (RFC 4254 section 5.1).
 const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
 const OPEN_CONNECT_FAILED = 2;
+/** A link up this long ends an outage: the next one starts the reconnect schedule afresh. */
+const STABLE_LINK_MS = 10_000;
 
 export class Tunnel extends EventEmitter {
   readonly instanceId: string;
@@ -103,6 +105,8 @@ export class Tunnel extends EventEmitter {
   private linkReady = false;
   private readonly schedule = new ReconnectSchedule();
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** Resets the backoff once a link has stayed up a while (a link that flaps keeps backing off). */
+  private stableTimer: NodeJS.Timeout | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
   private probing = false;
   private readonly sockets = new Set<net.Socket>();
@@ -241,7 +245,7 @@ export class Tunnel extends EventEmitter {
     client.on('ready', () => {
       if (this.client !== client) return;
       this.linkReady = true;
-      this.schedule.reset();
+      this.stableTimer = setTimeout(() => this.schedule.reset(), STABLE_LINK_MS);
       this.log.debug(`ssh link ready to ${hostPort}`);
       this.flushPending();
       this.probe();
@@ -254,6 +258,7 @@ export class Tunnel extends EventEmitter {
       this.client = undefined;
       this.linkReady = false;
       this.clearProbeTimer();
+      clearTimeout(this.stableTimer);
       if (this._state === 'stopped' || this._state === 'failed') return;
       if (hostKeyError) return this.fail(hostKeyError);
       if (lastErr?.level === 'client-authentication') {
@@ -455,6 +460,7 @@ export class Tunnel extends EventEmitter {
     if (this._state === 'stopped') return;
     this.setState('stopped');
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    clearTimeout(this.stableTimer);
     this.clearProbeTimer();
     this.dropPending();
     for (const s of this.sockets) s.destroy();

@@ -45,7 +45,10 @@ export function registerDaemonCommands(cli: CAC): void {
         while ((await SupervisorClient.isRunning()) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
         if (await SupervisorClient.isRunning()) throw failure(`The supervisor (pid ${st.pid}) did not stop within 10 s.`, `Stop it with \`kill ${st.pid}\`.`);
         if (opts.json) printJson({ stopped: true, pid: st.pid, tunnels: st.tunnels });
-        else printLine(`Stopped the supervisor (pid ${st.pid}). Its ${st.tunnels} tunnel(s) stay recorded and come back at the next start; \`vai-mcp-cli tunnel --stop-all\` closes them for good.`);
+        else {
+          printLine(`Stopped the supervisor (pid ${st.pid}).`);
+          if (st.tunnels > 0) printLine(`Its ${st.tunnels} tunnel(s) stay recorded and come back at the next start; \`vai-mcp-cli tunnel --stop-all\` closes them for good.`);
+        }
       } finally {
         client.close();
       }

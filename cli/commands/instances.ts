@@ -89,7 +89,7 @@ export function registerInstanceCommands(cli: CAC): void {
     .option('--json', 'Print the instances as JSON')
     .example('vai-mcp-cli list --json')
     .action(async (opts: { json?: boolean }) => {
-      const views = await (await supervisor()).listInstances({});
+      const views = await (await supervisor()).listInstances({}, { onProgress: (p) => note(p.message) });
       if (opts.json) printJson(views);
       else printLine(views.length ? instancesTable(views) : 'No instances. Try `vai-mcp-cli demo`.');
     });

@@ -1,0 +1,234 @@
+/**
+ * End to end through the built `vai-mcp-cli` with the `local` simulator: what a user does after
+ * `vai-mcp-cli demo`, and what survives when the supervisor is killed.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { makeSandbox, waitUntil, type Sandbox } from '../helpers/cli.js';
+
+interface TunnelJson {
+  instance_id: string;
+  provider: string;
+  local_port: number;
+  url: string;
+  remote_port: number;
+  ssh_host: string;
+  ssh_port: number;
+  state: string;
+  last_error: string | null;
+  created_at: string;
+}
+interface InstanceJson {
+  instance_id: string;
+  provider: string;
+  status: string;
+  label: string;
+  tunnel: TunnelJson | null;
+}
+
+/** GET through a tunnel; resolves the body, or rejects when nothing answers. */
+function get(url: string, timeoutMs = 5000): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+function instanceIdOfPage(body: string): string | undefined {
+  return /id="instance-id">([^<]+)</.exec(body)?.[1];
+}
+
+/** True when this test process can bind the port on 127.0.0.1 (nobody holds it). */
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+describe('vai-mcp-cli with the local simulator', () => {
+  let sb: Sandbox;
+  beforeEach(() => {
+    sb = makeSandbox();
+  });
+  afterEach(async () => {
+    await sb.cleanup();
+  });
+
+  it('demo prints three URLs that each reach their own box and keep working after it exits', async () => {
+    const r = await sb.cli(['demo']);
+    expect(r.code, r.stderr).toBe(0);
+    const urls = [...r.stdout.matchAll(/(local-\d+)\s+(http:\/\/localhost:(\d+))/g)].map((m) => ({ id: m[1]!, url: m[2]!, port: Number(m[3]) }));
+    expect(urls).toHaveLength(3);
+    expect(urls.map((u) => u.port)).toEqual([sb.basePort, sb.basePort + 1, sb.basePort + 2]);
+    // The command has exited; each URL still answers, with its own instance.
+    const seen = new Set<string>();
+    for (const u of urls) {
+      const page = await get(u.url.replace('localhost', '127.0.0.1'));
+      expect(page.status).toBe(200);
+      expect(instanceIdOfPage(page.body)).toBe(u.id);
+      seen.add(instanceIdOfPage(page.body)!);
+    }
+    expect(seen.size).toBe(3);
+
+    const tunnels = await sb.json<TunnelJson[]>(['tunnel', '--list', '--json']);
+    expect(tunnels).toHaveLength(3);
+    for (const t of tunnels) {
+      expect(typeof t.instance_id).toBe('string');
+      expect(t.provider).toBe('local');
+      expect(typeof t.local_port).toBe('number');
+      expect(t.url).toBe(`http://localhost:${t.local_port}`);
+      expect(t.remote_port).toBe(18188);
+      expect(t.ssh_host).toBe('127.0.0.1');
+      expect(typeof t.ssh_port).toBe('number');
+      expect(t.state).toBe('up');
+      expect(new Date(t.created_at).toISOString()).toBe(t.created_at);
+    }
+    const list = await sb.json<InstanceJson[]>(['list', '--json']);
+    expect(list.map((i) => [i.instance_id, i.status, i.provider])).toEqual([
+      ['local-1', 'ready', 'local'], ['local-2', 'ready', 'local'], ['local-3', 'ready', 'local'],
+    ]);
+    for (const i of list) expect(i.label).toMatch(/^vai-mcp:/);
+  });
+
+  it('tunnel --stop, --stop-all and destroy free their ports; tunnel <id> re-opens', async () => {
+    const made = await sb.json<InstanceJson[]>(['create', '--count', '3', '--json', sb.writeFile('config-1.json', { provider: 'local' })]);
+    expect(made.map((m) => m.status)).toEqual(['ready', 'ready', 'ready']);
+    const [a, b, c] = made.map((m) => m.tunnel!);
+
+    const stop = await sb.cli(['tunnel', '--stop', a!.instance_id]);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect(await canBind(a!.local_port)).toBe(true);
+    await expect(get(`http://127.0.0.1:${a!.local_port}/`, 2000)).rejects.toThrow();
+    let tunnels = await sb.json<TunnelJson[]>(['tunnel', '--list', '--json']);
+    expect(tunnels.map((t) => t.instance_id)).toEqual([b!.instance_id, c!.instance_id]);
+    // The box itself is still there, without a tunnel.
+    const listed = await sb.json<InstanceJson[]>(['list', '--json']);
+    expect(listed.find((i) => i.instance_id === a!.instance_id)?.tunnel).toBeNull();
+
+    // Re-open: the lowest free port is the one just freed.
+    const reopened = await sb.json<TunnelJson>(['tunnel', a!.instance_id, '--json']);
+    expect(reopened.state).toBe('up');
+    expect(reopened.local_port).toBe(a!.local_port);
+    expect(instanceIdOfPage((await get(`http://127.0.0.1:${reopened.local_port}/`)).body)).toBe(a!.instance_id);
+
+    const all = await sb.cli(['tunnel', '--stop-all']);
+    expect(all.code, all.stderr).toBe(0);
+    for (const t of [a!, b!, c!]) expect(await canBind(t.local_port)).toBe(true);
+    tunnels = await sb.json<TunnelJson[]>(['tunnel', '--list', '--json']);
+    expect(tunnels).toEqual([]);
+
+    await sb.json(['tunnel', b!.instance_id, '--json']);
+    const d = await sb.cli(['destroy', b!.instance_id, '--yes']);
+    expect(d.code, d.stderr).toBe(0);
+    expect(await canBind(b!.local_port)).toBe(true);
+    const after = await sb.json<InstanceJson[]>(['list', '--json']);
+    expect(after.map((i) => i.instance_id)).toEqual([a!.instance_id, c!.instance_id]);
+  });
+
+  it('a kill -9 of the supervisor: the next command restores every tunnel on its old port within 5 s, and a port taken meanwhile is a port_conflict', async () => {
+    await sb.json(['create', '--count', '3', '--json', sb.writeFile('config-2.json', { provider: 'local' })]);
+    const far = sb.basePort + 37; // an explicit port far from the base: not re-derivable from it
+    const moved = await sb.json<TunnelJson>(['tunnel', 'local-2', '--port', String(far), '--json']);
+    expect(moved.local_port).toBe(far);
+    const before = await sb.json<TunnelJson[]>(['tunnel', '--list', '--json']);
+    const ports = Object.fromEntries(before.map((t) => [t.instance_id, t.local_port]));
+    expect(ports).toEqual({ 'local-1': sb.basePort, 'local-2': far, 'local-3': sb.basePort + 2 });
+
+    const [pid] = sb.supervisorPids();
+    expect(pid).toBeDefined();
+    process.kill(pid!, 'SIGKILL');
+    await waitUntil('the supervisor is gone', () => sb.supervisorPids().length === 0, 5000);
+    expect((await sb.cli(['daemon', 'status'])).code).toBe(1);
+
+    // Another program takes local-3's port during the outage.
+    const squatter = net.createServer();
+    await new Promise<void>((r) => squatter.listen(ports['local-3'], '127.0.0.1', () => r()));
+    try {
+      const t0 = Date.now();
+      let now: TunnelJson[] = [];
+      await waitUntil('local-1 and local-2 up on their old ports', async () => {
+        now = await sb.json<TunnelJson[]>(['tunnel', '--list', '--json']);
+        return now.filter((t) => t.state === 'up').length === 2;
+      }, 5000, 100);
+      const restoreMs = Date.now() - t0;
+      console.log(`restore after kill -9: all tunnels up ${restoreMs} ms after the next command started`);
+      expect(Object.fromEntries(now.map((t) => [t.instance_id, t.local_port]))).toEqual(ports);
+      const conflict = now.find((t) => t.instance_id === 'local-3')!;
+      expect(conflict.state).toBe('port_conflict');
+      expect(conflict.last_error).toContain(String(ports['local-3']));
+      expect(conflict.last_error).toContain('--port');
+      expect(sb.supervisorPids()).toHaveLength(1);
+      expect(sb.supervisorPids()[0]).not.toBe(pid);
+      for (const id of ['local-1', 'local-2']) {
+        expect(instanceIdOfPage((await get(`http://127.0.0.1:${ports[id]}/`)).body)).toBe(id);
+      }
+      // Opening it again without a port is still a conflict: never a silent move.
+      const again = await sb.cli(['tunnel', 'local-3']);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toContain(String(ports['local-3']));
+      // The user moves it explicitly.
+      const fixed = await sb.json<TunnelJson>(['tunnel', 'local-3', '--port', String(sb.basePort + 40), '--json']);
+      expect(fixed.state).toBe('up');
+      expect(instanceIdOfPage((await get(`http://127.0.0.1:${sb.basePort + 40}/`)).body)).toBe('local-3');
+    } finally {
+      squatter.close();
+    }
+  });
+
+  it('ten clients starting the supervisor at the same moment make exactly one, every time', async () => {
+    for (let round = 0; round < 3; round++) {
+      expect(sb.supervisorPids()).toEqual([]);
+      const results = await Promise.all(Array.from({ length: 10 }, () => sb.cli(['tunnel', '--list', '--json'])));
+      for (const r of results) expect(r.code, r.stderr).toBe(0);
+      // Losers of the lock exit on their own; give them a moment, then count.
+      await waitUntil('one supervisor left', () => sb.supervisorPids().length === 1, 10_000);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(sb.supervisorPids()).toHaveLength(1);
+      const stop = await sb.cli(['daemon', 'stop']);
+      expect(stop.code, stop.stderr).toBe(0);
+      await waitUntil('no supervisor', () => sb.supervisorPids().length === 0, 10_000);
+    }
+  });
+
+  it('simulated failures end in the failsafe: boot failure fails fast, a box whose app never answers is destroyed at its deadline', async () => {
+    const boot = await sb.cli(['create', '--json', sb.writeFile('config-3.json', { provider: 'local', instance_config: { simulate: { fail: 'boot' } } })]);
+    expect(boot.code).toBe(1);
+    expect(boot.stderr).toMatch(/did not become ready/);
+    const bootOut = JSON.parse(boot.stdout) as InstanceJson[];
+    expect(bootOut[0]!.status).toBe('failed');
+
+    const t0 = Date.now();
+    const comfy = await sb.cli(['create', '--json', sb.writeFile('config-4.json', { provider: 'local', instance_config: { ready_timeout_s: 5, simulate: { fail: 'comfy' } } })]);
+    const took = Date.now() - t0;
+    expect(comfy.code).toBe(1);
+    const out = JSON.parse(comfy.stdout) as (InstanceJson & { status_message: string })[];
+    expect(out[0]!.status).toBe('failed');
+    expect(out[0]!.status_message).toMatch(/ready_timeout_s = 5/);
+    expect(out[0]!.status_message).toMatch(/failsafe/);
+    expect(took).toBeGreaterThanOrEqual(4500);
+    // Destroyed: gone from the list, its port free again.
+    expect(await sb.json<InstanceJson[]>(['list', '--json'])).toEqual([]);
+    expect(await sb.json<TunnelJson[]>(['tunnel', '--list', '--json'])).toEqual([]);
+  });
+
+  it('a slow box is reported while it boots and is ready after its start delay', async () => {
+    const t0 = Date.now();
+    const r = await sb.cli(['create', '--json', sb.writeFile('config-5.json', { provider: 'local', instance_config: { simulate: { start_delay_s: 2 } } })]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1900);
+    expect(r.stderr).toMatch(/booting/);
+    const [inst] = JSON.parse(r.stdout) as InstanceJson[];
+    expect(inst!.status).toBe('ready');
+  });
+});
+
