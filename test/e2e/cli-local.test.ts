@@ -185,6 +185,27 @@ describe('vai-mcp-cli with the local simulator', () => {
     }
   });
 
+  it('daemon stop is a pause: the next command brings every box and tunnel back on its port', async () => {
+    await sb.json(['create', '--count', '2', '--json', sb.writeFile('pause.json', { provider: 'local' })]);
+    const before = await sb.json<TunnelJson[]>(['tunnel', '--list', '--json']);
+    const stop = await sb.cli(['daemon', 'stop']);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect(stop.stdout).toMatch(/2 tunnel\(s\) stay recorded/);
+    expect(sb.supervisorPids()).toEqual([]);
+    await expect(get(`http://127.0.0.1:${before[0]!.local_port}/`, 1000)).rejects.toThrow();
+    const status = await sb.cli(['daemon', 'status']);
+    expect(status.code).toBe(1); // status never starts one
+
+    let after: TunnelJson[] = [];
+    await waitUntil('tunnels up again', async () => {
+      after = await sb.json<TunnelJson[]>(['tunnel', '--list', '--json']);
+      return after.length === 2 && after.every((t) => t.state === 'up');
+    }, 10_000, 100);
+    expect(after.map((t) => [t.instance_id, t.local_port])).toEqual(before.map((t) => [t.instance_id, t.local_port]));
+    for (const t of after) expect(instanceIdOfPage((await get(`http://127.0.0.1:${t.local_port}/`)).body)).toBe(t.instance_id);
+    expect((await sb.cli(['daemon', 'status'])).code).toBe(0);
+  });
+
   it('ten clients starting the supervisor at the same moment make exactly one, every time', async () => {
     for (let round = 0; round < 3; round++) {
       expect(sb.supervisorPids()).toEqual([]);
