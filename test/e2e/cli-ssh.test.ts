@@ -1,0 +1,145 @@
+/**
+ * The `ssh` provider through the built CLI against a real OpenSSH sshd: register a box, reach the
+ * app behind it, states a user sees, host-key reset, and a passphrase that travels with the request.
+ */
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeSandbox, waitUntil, type Sandbox } from '../helpers/cli.js';
+import { HttpOrigin } from '../helpers/http-origin.js';
+import { freePort, startSshd, type Sshd } from '../helpers/openssh.js';
+
+interface TunnelJson {
+  instance_id: string;
+  local_port: number;
+  url: string;
+  state: string;
+  last_error: string | null;
+  ssh_host: string;
+  ssh_port: number;
+}
+interface InstanceJson {
+  instance_id: string;
+  provider: string;
+  status: string;
+  tunnel: TunnelJson | null;
+}
+
+function getText(port: number, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
+
+describe('the ssh provider through the CLI, against a real sshd', () => {
+  let sb: Sandbox;
+  let sshd: Sshd;
+  let origin: HttpOrigin;
+
+  const config = (name: string, ic: Record<string, unknown>) =>
+    sb.writeFile(name, { provider: 'ssh', instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, ssh_key_path: sshd.userKeyPath, remote_port: origin.port, ...ic } });
+
+  beforeAll(async () => {
+    sb = makeSandbox();
+    sshd = await startSshd();
+    origin = await new HttpOrigin('box-behind-sshd').start();
+  });
+  afterAll(async () => {
+    await sb.cleanup();
+    await origin.close();
+    await sshd.stop();
+  });
+
+  it('create registers the box, opens its tunnel and the URL reaches the app behind sshd', async () => {
+    const r = await sb.cli(['create', config('box.json', {}), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const [inst] = JSON.parse(r.stdout) as InstanceJson[];
+    expect(inst!.instance_id).toMatch(/^ssh-\d+$/);
+    expect(inst!.provider).toBe('ssh');
+    expect(inst!.status).toBe('ready');
+    expect(inst!.tunnel!.state).toBe('up');
+    expect(inst!.tunnel!.ssh_port).toBe(sshd.port);
+    expect(await getText(inst!.tunnel!.local_port, '/id')).toBe('box-behind-sshd');
+    // Destroy forgets it and closes the tunnel; the machine itself is untouched.
+    const d = await sb.cli(['destroy', inst!.instance_id, '--yes']);
+    expect(d.code, d.stderr).toBe(0);
+    expect(await sb.json<InstanceJson[]>(['list', '--json'])).toEqual([]);
+    expect(sshd.pid).toBeGreaterThan(0);
+  });
+
+  it('shows remote_down while nothing listens on the remote port, and up once the app starts', async () => {
+    const appPort = await freePort();
+    const r = await sb.cli(['create', config('late.json', { remote_port: appPort }), '--no-wait', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const [inst] = JSON.parse(r.stdout) as InstanceJson[];
+    let t: TunnelJson | undefined;
+    await waitUntil('remote_down', async () => {
+      t = (await sb.json<TunnelJson[]>(['tunnel', '--list', '--json'])).find((x) => x.instance_id === inst!.instance_id);
+      return t?.state === 'remote_down';
+    }, 15_000, 200);
+    expect(t!.last_error).toMatch(/refused/);
+    const listed = (await sb.json<InstanceJson[]>(['list', '--json'])).find((i) => i.instance_id === inst!.instance_id)!;
+    expect(listed.status).not.toBe('ready');
+    const app = await new HttpOrigin('late-app', appPort).start();
+    try {
+      await waitUntil('up and ready', async () => {
+        const i = (await sb.json<InstanceJson[]>(['list', '--json'])).find((x) => x.instance_id === inst!.instance_id)!;
+        return i.tunnel?.state === 'up' && i.status === 'ready';
+      }, 15_000, 200);
+      expect(await getText(t!.local_port, '/id')).toBe('late-app');
+    } finally {
+      await app.close();
+      await sb.cli(['destroy', inst!.instance_id, '--yes']);
+    }
+  });
+
+  it('a changed host key fails the tunnel with a way out, and --reset-host-key accepts the new key', async () => {
+    const r = await sb.cli(['create', config('hk.json', {}), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const [inst] = JSON.parse(r.stdout) as InstanceJson[];
+    const id = inst!.instance_id;
+    sshd.regenerateHostKey();
+    await sshd.restart();
+    let t: TunnelJson | undefined;
+    await waitUntil('failed on the host key', async () => {
+      t = (await sb.json<TunnelJson[]>(['tunnel', '--list', '--json'])).find((x) => x.instance_id === id);
+      return t?.state === 'failed';
+    }, 20_000, 200);
+    expect(t!.last_error).toContain(`vai-mcp-cli tunnel ${id} --reset-host-key`);
+    // Re-opening without the reset is refused again (exit 1), never silently accepted.
+    const again = await sb.cli(['tunnel', id]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/host key .* changed/);
+    const reset = await sb.json<TunnelJson>(['tunnel', id, '--reset-host-key', '--json']);
+    expect(reset.state).toBe('up');
+    expect(reset.local_port).toBe(t!.local_port);
+    expect(await getText(reset.local_port, '/id')).toBe('box-behind-sshd');
+    await sb.cli(['destroy', id, '--yes']);
+  });
+
+  it('uses the passphrase of the client that asks, not of the one that started the supervisor', async () => {
+    const encrypted = sshd.addUserKey({ passphrase: 'correct horse' });
+    // Client A starts the supervisor, with a passphrase that does not fit this key.
+    await sb.cli(['daemon', 'stop']);
+    expect(sb.supervisorPids()).toEqual([]);
+    const a = await sb.cli(['tunnel', '--list'], { env: { VAI_SSH_PASSPHRASE: 'not-this-one' } });
+    expect(a.code, a.stderr).toBe(0);
+    const [pid] = sb.supervisorPids();
+    // Client B brings the right passphrase: the box comes up with the encrypted key.
+    const b = await sb.cli(['create', config('enc.json', { ssh_key_path: encrypted }), '--json'], { env: { VAI_SSH_PASSPHRASE: 'correct horse' } });
+    expect(b.code, b.stderr).toBe(0);
+    const [inst] = JSON.parse(b.stdout) as InstanceJson[];
+    expect(inst!.tunnel!.state).toBe('up');
+    expect(await getText(inst!.tunnel!.local_port, '/id')).toBe('box-behind-sshd');
+    expect(sb.supervisorPids()).toEqual([pid]);
+    // Client C, without a passphrase, is refused for the same key (bad input).
+    const c = await sb.cli(['create', config('enc2.json', { ssh_key_path: encrypted })]);
+    expect(c.code).toBe(2);
+    expect(c.stderr).toMatch(/encrypted and no passphrase/);
+    await sb.cli(['destroy', inst!.instance_id, '--yes']);
+  });
+});
