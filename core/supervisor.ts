@@ -43,6 +43,8 @@ const MAX_COUNT = 10;
 /** How long `openTunnel` waits for a tunnel to settle before answering with its current state. */
 const OPEN_WAIT_MS = 20_000;
 const DEADLINE_SWEEP_MS = 1_000;
+/** Destroyed boxes remembered for late waiters; older ones read as plainly "destroyed". */
+const MAX_OUTCOMES = 1_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
@@ -435,6 +437,7 @@ export class Supervisor implements VaiApi {
     }
     const last = { ...this.view(rec), status: finalStatus === 'failed' ? ('failed' as const) : ('destroyed' as const), status_message: message, tunnel: null };
     this.outcomes.set(id, last);
+    if (this.outcomes.size > MAX_OUTCOMES) this.outcomes.delete(this.outcomes.keys().next().value!);
     await this.store.instances.delete(id);
     this.watchEnv.delete(id);
     this.locks.delete(id);
