@@ -146,9 +146,12 @@ export class StateStore {
   }
 
   private async loadAll(): Promise<void> {
-    for (const c of [this.instances, this.tunnels, this.ports, this.hostKeys, this.requests, this.counters] as Collection<unknown>[]) {
-      await c.load();
-    }
+    // All at once: each collection has its own connection, and each must have a handler
+    // attached before a broken file rejects them (else they surface as unhandled rejections).
+    const collections = [this.instances, this.tunnels, this.ports, this.hostKeys, this.requests, this.counters] as Collection<unknown>[];
+    const results = await Promise.allSettled(collections.map((c) => c.load()));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   async close(): Promise<void> {

@@ -2,8 +2,10 @@
  * End to end through the built `vai-mcp-cli` with the `local` simulator: what a user does after
  * `vai-mcp-cli demo`, and what survives when the supervisor is killed.
  */
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeSandbox, waitUntil, type Sandbox } from '../helpers/cli.js';
 
@@ -204,6 +206,23 @@ describe('vai-mcp-cli with the local simulator', () => {
     expect(after.map((t) => [t.instance_id, t.local_port])).toEqual(before.map((t) => [t.instance_id, t.local_port]));
     for (const t of after) expect(instanceIdOfPage((await get(`http://127.0.0.1:${t.local_port}/`)).body)).toBe(t.instance_id);
     expect((await sb.cli(['daemon', 'status'])).code).toBe(0);
+  });
+
+  it('an unreadable state file is moved aside with a clear message, and work goes on', async () => {
+    mkdirSync(sb.home, { recursive: true, mode: 0o700 });
+    writeFileSync(path.join(sb.home, 'state.sqlite'), 'garbage, not SQLite\n'.repeat(100));
+    const r = await sb.cli(['list', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual([]);
+    expect(r.stderr).toMatch(/warning: The state file .*state\.sqlite could not be read/);
+    const aside = readdirSync(sb.home).filter((f) => f.startsWith('state.sqlite.unreadable-'));
+    expect(aside).toHaveLength(1);
+    expect(r.stderr).toContain(aside[0]);
+    expect(readFileSync(path.join(sb.home, aside[0]!), 'utf8')).toContain('garbage, not SQLite');
+    const status = await sb.json<{ warnings: string[] }>(['daemon', 'status', '--json']);
+    expect(status.warnings.join('\n')).toMatch(/could not be read/);
+    const demo = await sb.cli(['demo', '--json']);
+    expect(demo.code, demo.stderr).toBe(0);
   });
 
   it('ten clients starting the supervisor at the same moment make exactly one, every time', async () => {
