@@ -17,7 +17,7 @@ import { chmodSync, closeSync, existsSync, openSync, unlinkSync } from 'node:fs'
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { API_METHODS, type ApiMethod, type CallOptions, type HelloResult, type Progress, type VaiApi } from './api.js';
+import { API_METHODS, type ApiMethod, type CallOptions, type DaemonStatus, type HelloResult, type Progress, type VaiApi } from './api.js';
 import { failure, toVaiError, VaiError, type ErrorPayload } from './errors.js';
 import type { Logger } from './log.js';
 import { ensurePrivateDir, homeFiles, resolveVaiHome, socketPathFor } from './paths.js';
@@ -133,6 +133,25 @@ export async function serveControl(socketPath: string, api: VaiApi, log: Logger)
 
 // ------------------------------------------------------------------ client
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Waits until a process has exited; false when it is still there after `timeoutMs`. */
+async function waitForExit(pid: number, timeoutMs = 10_000): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  while (processAlive(pid)) {
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return true;
+}
+
 /** The built supervisor entry point, also when this module runs from TypeScript sources (tests). */
 export function supervisorEntry(): string {
   const here = fileURLToPath(import.meta.url);
@@ -244,7 +263,7 @@ export class SupervisorClient implements VaiApi {
     if (compareVersions(VERSION, hello.version) > 0 && this.opts.start !== false) {
       // We are newer: the old supervisor hands over (exits); a new one restores everything.
       await this.rawCall('shutdown', { reason: `handover to vai-mcp ${VERSION}` }).catch(() => undefined);
-      await this.waitGone();
+      await waitForExit(hello.pid);
       this.sock?.destroy();
       this.sock = undefined;
       const fresh = await this.startAndConnect();
@@ -265,14 +284,18 @@ export class SupervisorClient implements VaiApi {
     }
   }
 
-  private async waitGone(timeoutMs = 10_000): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    while (Date.now() < until) {
-      const s = await this.tryConnect();
-      if (!s) return;
-      s.destroy();
-      await new Promise((r) => setTimeout(r, 50));
+  /**
+   * Asks the supervisor to exit and waits until its process is gone (`daemon stop`). Records
+   * stay: the next start restores every tunnel.
+   */
+  async stopSupervisor(reason: string): Promise<DaemonStatus> {
+    const st = await this.status({});
+    await this.shutdown({ reason });
+    if (!(await waitForExit(st.pid))) {
+      throw failure(`The supervisor (pid ${st.pid}) did not stop within 10 s.`, `Stop it with \`kill ${st.pid}\`.`, 'supervisor_stop');
     }
+    this.close();
+    return st;
   }
 
   private async startAndConnect(): Promise<net.Socket> {

@@ -1,7 +1,7 @@
 /** `daemon status | stop` and `ssh-key`: the supervisor itself, and which key is used. */
 import type { CAC } from 'cac';
 import { SupervisorClient } from '../../core/control.js';
-import { badInput, failure } from '../../core/errors.js';
+import { badInput } from '../../core/errors.js';
 import { supervisor } from '../client.js';
 import { printJson, printLine } from '../format.js';
 
@@ -40,10 +40,7 @@ export function registerDaemonCommands(cli: CAC): void {
           }
           return;
         }
-        await client.shutdown({ reason: 'vai-mcp-cli daemon stop' });
-        const until = Date.now() + 10_000;
-        while ((await SupervisorClient.isRunning()) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-        if (await SupervisorClient.isRunning()) throw failure(`The supervisor (pid ${st.pid}) did not stop within 10 s.`, `Stop it with \`kill ${st.pid}\`.`);
+        await client.stopSupervisor('vai-mcp-cli daemon stop');
         if (opts.json) printJson({ stopped: true, pid: st.pid, tunnels: st.tunnels });
         else {
           printLine(`Stopped the supervisor (pid ${st.pid}).`);

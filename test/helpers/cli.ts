@@ -31,9 +31,12 @@ export interface Sandbox {
   cleanup(): Promise<void>;
 }
 
-/** A random base port in a high range, away from other tests' ranges. */
+/**
+ * A random base port in 20000-31999: high, but below Linux's ephemeral range (32768+), where
+ * outgoing connections would make ports busy at random.
+ */
 export function randomBasePort(): number {
-  return 20000 + Math.floor(Math.random() * 400) * 50;
+  return 20000 + Math.floor(Math.random() * 240) * 50;
 }
 
 export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number; cwd?: string } = {}): Promise<RunResult> {

@@ -12,10 +12,13 @@ import path from 'node:path';
 
 export const SSHD = '/usr/sbin/sshd';
 
-/** A port nobody listens on, in a high range away from the CLI tests' base ports. */
+/**
+ * A port nobody listens on, in 61000-65499: above Linux's ephemeral range (32768-60999), where
+ * outgoing connections take ports at random, and away from the CLI tests' base ports.
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   for (let i = 0; i < 50; i++) {
-    const port = 40000 + Math.floor(Math.random() * 20000);
+    const port = 61000 + Math.floor(Math.random() * 4500);
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.createServer();
       s.once('error', () => resolve(false));

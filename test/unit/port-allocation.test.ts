@@ -47,10 +47,17 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A fresh allocator on a fresh random high base, with every lease of earlier tests released. */
+/**
+ * A fresh allocator on a random high base whose first ports are free (below the ephemeral range,
+ * 32768+, where outgoing connections take ports at random), with earlier tests' leases released.
+ */
 async function allocator(): Promise<PortAllocator> {
   for (const [id] of store.ports.entries()) await store.ports.delete(id);
-  base = 42000 + Math.floor(Math.random() * 160) * 100;
+  for (;;) {
+    base = 21000 + Math.floor(Math.random() * 100) * 100;
+    const free = await Promise.all(Array.from({ length: 80 }, (_, i) => isPortFree(base + i)));
+    if (free.every(Boolean)) break;
+  }
   return new PortAllocator(store.ports, base);
 }
 
