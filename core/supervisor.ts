@@ -70,6 +70,7 @@ export class Supervisor implements VaiApi {
   private readonly startedAt = new Date();
   private readonly ownEnv: RequestEnv;
   private sweeper: NodeJS.Timeout | undefined;
+  private sweeping = false;
   private closing = false;
 
   private constructor(
@@ -230,7 +231,9 @@ export class Supervisor implements VaiApi {
   private ensureTunnel(rec: InstanceRecord, env: RequestEnv, opts: { port?: number; resetHostKey?: boolean; restore?: boolean } = {}): Promise<Tunnel> {
     return this.lock(rec.instance_id).run(async () => {
       const id = rec.instance_id;
-      const current = this.store.instances.get(id) ?? rec;
+      // Re-read under the lock: the box may have been destroyed while this call waited.
+      const current = this.store.instances.get(id);
+      if (!current) throw unknownInstance(id);
       if (!current.ssh) throw failure(`${id} has no SSH endpoint yet (status ${current.status}).`, `Wait until it is running: \`vai-mcp-cli list\`.`);
       const existing = this.tunnels.get(id);
       const sameEndpoint = existing && existing.ssh.host === current.ssh.host && existing.ssh.port === current.ssh.port;
@@ -405,6 +408,16 @@ export class Supervisor implements VaiApi {
 
   /** Acts on passed deadlines: ready (failsafe) and max lifetime. Absolute times, so restarts act at once. */
   private async sweepDeadlines(): Promise<void> {
+    if (this.sweeping) return; // a slow destroy must not be started twice by the next tick
+    this.sweeping = true;
+    try {
+      await this.sweepOnce();
+    } finally {
+      this.sweeping = false;
+    }
+  }
+
+  private async sweepOnce(): Promise<void> {
     const now = Date.now();
     for (const rec of this.store.instances.values()) {
       if (rec.ready_deadline && rec.status !== 'ready' && rec.status !== 'failed' && Date.parse(rec.ready_deadline) <= now) {

@@ -3,11 +3,11 @@
  * `vai-mcp-cli demo`, and what survives when the supervisor is killed.
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeSandbox, waitUntil, type Sandbox } from '../helpers/cli.js';
+import { canBind, httpGet, instanceIdOfPage } from '../helpers/net.js';
 
 interface TunnelJson {
   instance_id: string;
@@ -29,34 +29,6 @@ interface InstanceJson {
   tunnel: TunnelJson | null;
 }
 
-/** GET through a tunnel; resolves the body, or rejects when nothing answers. */
-function get(url: string, timeoutMs = 5000): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
-
-function instanceIdOfPage(body: string): string | undefined {
-  return /id="instance-id">([^<]+)</.exec(body)?.[1];
-}
-
-/** True when this test process can bind the port on 127.0.0.1 (nobody holds it). */
-function canBind(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
 describe('vai-mcp-cli with the local simulator', () => {
   let sb: Sandbox;
   beforeEach(() => {
@@ -75,7 +47,7 @@ describe('vai-mcp-cli with the local simulator', () => {
     // The command has exited; each URL still answers, with its own instance.
     const seen = new Set<string>();
     for (const u of urls) {
-      const page = await get(u.url.replace('localhost', '127.0.0.1'));
+      const page = await httpGet(u.port);
       expect(page.status).toBe(200);
       expect(instanceIdOfPage(page.body)).toBe(u.id);
       seen.add(instanceIdOfPage(page.body)!);
@@ -110,7 +82,7 @@ describe('vai-mcp-cli with the local simulator', () => {
     const stop = await sb.cli(['tunnel', '--stop', a!.instance_id]);
     expect(stop.code, stop.stderr).toBe(0);
     expect(await canBind(a!.local_port)).toBe(true);
-    await expect(get(`http://127.0.0.1:${a!.local_port}/`, 2000)).rejects.toThrow();
+    await expect(httpGet(a!.local_port, '/', 2000)).rejects.toThrow();
     let tunnels = await sb.json<TunnelJson[]>(['tunnel', '--list', '--json']);
     expect(tunnels.map((t) => t.instance_id)).toEqual([b!.instance_id, c!.instance_id]);
     // The box itself is still there, without a tunnel.
@@ -121,7 +93,7 @@ describe('vai-mcp-cli with the local simulator', () => {
     const reopened = await sb.json<TunnelJson>(['tunnel', a!.instance_id, '--json']);
     expect(reopened.state).toBe('up');
     expect(reopened.local_port).toBe(a!.local_port);
-    expect(instanceIdOfPage((await get(`http://127.0.0.1:${reopened.local_port}/`)).body)).toBe(a!.instance_id);
+    expect(instanceIdOfPage((await httpGet(reopened.local_port)).body)).toBe(a!.instance_id);
 
     const all = await sb.cli(['tunnel', '--stop-all']);
     expect(all.code, all.stderr).toBe(0);
@@ -172,7 +144,7 @@ describe('vai-mcp-cli with the local simulator', () => {
       expect(sb.supervisorPids()).toHaveLength(1);
       expect(sb.supervisorPids()[0]).not.toBe(pid);
       for (const id of ['local-1', 'local-2']) {
-        expect(instanceIdOfPage((await get(`http://127.0.0.1:${ports[id]}/`)).body)).toBe(id);
+        expect(instanceIdOfPage((await httpGet(ports[id])).body)).toBe(id);
       }
       // Opening it again without a port is still a conflict: never a silent move.
       const again = await sb.cli(['tunnel', 'local-3']);
@@ -181,7 +153,7 @@ describe('vai-mcp-cli with the local simulator', () => {
       // The user moves it explicitly.
       const fixed = await sb.json<TunnelJson>(['tunnel', 'local-3', '--port', String(sb.basePort + 40), '--json']);
       expect(fixed.state).toBe('up');
-      expect(instanceIdOfPage((await get(`http://127.0.0.1:${sb.basePort + 40}/`)).body)).toBe('local-3');
+      expect(instanceIdOfPage((await httpGet(sb.basePort + 40)).body)).toBe('local-3');
     } finally {
       squatter.close();
     }
@@ -194,7 +166,7 @@ describe('vai-mcp-cli with the local simulator', () => {
     expect(stop.code, stop.stderr).toBe(0);
     expect(stop.stdout).toMatch(/2 tunnel\(s\) stay recorded/);
     expect(sb.supervisorPids()).toEqual([]);
-    await expect(get(`http://127.0.0.1:${before[0]!.local_port}/`, 1000)).rejects.toThrow();
+    await expect(httpGet(before[0]!.local_port, '/', 1000)).rejects.toThrow();
     const status = await sb.cli(['daemon', 'status']);
     expect(status.code).toBe(1); // status never starts one
 
@@ -204,7 +176,7 @@ describe('vai-mcp-cli with the local simulator', () => {
       return after.length === 2 && after.every((t) => t.state === 'up');
     }, 10_000, 100);
     expect(after.map((t) => [t.instance_id, t.local_port])).toEqual(before.map((t) => [t.instance_id, t.local_port]));
-    for (const t of after) expect(instanceIdOfPage((await get(`http://127.0.0.1:${t.local_port}/`)).body)).toBe(t.instance_id);
+    for (const t of after) expect(instanceIdOfPage((await httpGet(t.local_port)).body)).toBe(t.instance_id);
     expect((await sb.cli(['daemon', 'status'])).code).toBe(0);
   });
 

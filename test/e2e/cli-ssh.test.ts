@@ -2,10 +2,10 @@
  * The `ssh` provider through the built CLI against a real OpenSSH sshd: register a box, reach the
  * app behind it, states a user sees, host-key reset, and a passphrase that travels with the request.
  */
-import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSandbox, waitUntil, type Sandbox } from '../helpers/cli.js';
 import { HttpOrigin } from '../helpers/http-origin.js';
+import { httpGet } from '../helpers/net.js';
 import { freePort, startSshd, type Sshd } from '../helpers/openssh.js';
 
 interface TunnelJson {
@@ -22,17 +22,6 @@ interface InstanceJson {
   provider: string;
   status: string;
   tunnel: TunnelJson | null;
-}
-
-function getText(port: number, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
 }
 
 describe('the ssh provider through the CLI, against a real sshd', () => {
@@ -63,7 +52,7 @@ describe('the ssh provider through the CLI, against a real sshd', () => {
     expect(inst!.status).toBe('ready');
     expect(inst!.tunnel!.state).toBe('up');
     expect(inst!.tunnel!.ssh_port).toBe(sshd.port);
-    expect(await getText(inst!.tunnel!.local_port, '/id')).toBe('box-behind-sshd');
+    expect((await httpGet(inst!.tunnel!.local_port, '/id')).body).toBe('box-behind-sshd');
     // Destroy forgets it and closes the tunnel; the machine itself is untouched.
     const d = await sb.cli(['destroy', inst!.instance_id, '--yes']);
     expect(d.code, d.stderr).toBe(0);
@@ -90,7 +79,7 @@ describe('the ssh provider through the CLI, against a real sshd', () => {
         const i = (await sb.json<InstanceJson[]>(['list', '--json'])).find((x) => x.instance_id === inst!.instance_id)!;
         return i.tunnel?.state === 'up' && i.status === 'ready';
       }, 15_000, 200);
-      expect(await getText(t!.local_port, '/id')).toBe('late-app');
+      expect((await httpGet(t!.local_port, '/id')).body).toBe('late-app');
     } finally {
       await app.close();
       await sb.cli(['destroy', inst!.instance_id, '--yes']);
@@ -117,7 +106,7 @@ describe('the ssh provider through the CLI, against a real sshd', () => {
     const reset = await sb.json<TunnelJson>(['tunnel', id, '--reset-host-key', '--json']);
     expect(reset.state).toBe('up');
     expect(reset.local_port).toBe(t!.local_port);
-    expect(await getText(reset.local_port, '/id')).toBe('box-behind-sshd');
+    expect((await httpGet(reset.local_port, '/id')).body).toBe('box-behind-sshd');
     await sb.cli(['destroy', id, '--yes']);
   });
 
@@ -134,7 +123,7 @@ describe('the ssh provider through the CLI, against a real sshd', () => {
     expect(b.code, b.stderr).toBe(0);
     const [inst] = JSON.parse(b.stdout) as InstanceJson[];
     expect(inst!.tunnel!.state).toBe('up');
-    expect(await getText(inst!.tunnel!.local_port, '/id')).toBe('box-behind-sshd');
+    expect((await httpGet(inst!.tunnel!.local_port, '/id')).body).toBe('box-behind-sshd');
     expect(sb.supervisorPids()).toEqual([pid]);
     // Client C, without a passphrase, is refused for the same key (bad input).
     const c = await sb.cli(['create', config('enc2.json', { ssh_key_path: encrypted })]);

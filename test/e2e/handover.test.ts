@@ -4,22 +4,11 @@
  * a copy of the built package with a lower version number, started through its own CLI.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSandbox, ROOT, run, waitUntil, type Sandbox } from '../helpers/cli.js';
-
-function pageOf(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/', agent: false, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
-}
+import { httpGet, instanceIdOfPage } from '../helpers/net.js';
 
 describe('version handshake', () => {
   let sb: Sandbox;
@@ -61,6 +50,6 @@ describe('version handshake', () => {
     const now = await sb.json<{ version: string }>(['daemon', 'status', '--json']);
     expect(now.version).not.toBe('0.0.1');
     expect(tunnels.map((t) => [t.instance_id, t.local_port])).toEqual(before.map((b) => [b.instance_id, b.tunnel.local_port]));
-    for (const t of tunnels) expect(await pageOf(t.local_port)).toContain(`>${t.instance_id}<`);
+    for (const t of tunnels) expect(instanceIdOfPage((await httpGet(t.local_port)).body)).toBe(t.instance_id);
   });
 });

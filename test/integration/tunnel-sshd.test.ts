@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadPrivateKey } from '../../core/ssh-auth.js';
 import { Tunnel, type HostKeyCheck, type TunnelState } from '../../core/tunnel.js';
 import { expectedSha256, HttpOrigin } from '../helpers/http-origin.js';
+import { canBind } from '../helpers/net.js';
 import { freePort, startSshd, type Sshd } from '../helpers/openssh.js';
 
 /** An in-memory pin store: first key per host:port is pinned, a different one refused. */
@@ -64,14 +65,6 @@ function getSmall(port: number, timeoutMs = 5000): Promise<number> {
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
-  });
-}
-
-function canBind(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
 }
 

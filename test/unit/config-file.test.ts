@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfigFile, parseConfig } from '../../core/config.js';
-import { VaiError } from '../../core/errors.js';
+import { vaiErrorOf } from '../helpers/errors.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'vai-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -13,17 +13,6 @@ function file(name: string, text: string): string {
   const p = path.join(dir, name);
   writeFileSync(p, text);
   return p;
-}
-
-/** The VaiError a call throws (failing the test when it throws nothing or something else). */
-function errorOf(fn: () => unknown): VaiError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(VaiError);
-    return err as VaiError;
-  }
-  throw new Error('expected an error, got none');
 }
 
 describe('parseConfig', () => {
@@ -36,50 +25,50 @@ describe('parseConfig', () => {
 
   it('defaults the provider to vast when gpu_name is set, and requires it otherwise', () => {
     expect(parseConfig({ instance_config: { gpu_name: 'RTX 4090' } }).provider).toBe('vast');
-    const e = errorOf(() => parseConfig({ instance_config: {} }, 'my.json'));
+    const e = vaiErrorOf(() => parseConfig({ instance_config: {} }, 'my.json'));
     expect(e.exitCode).toBe(2);
     expect(e.message).toBe('my.json: "provider" is missing.');
     expect(e.hint).toMatch(/local.*ssh.*vast/);
   });
 
   it('names unknown keys with their path, at the top level and nested', () => {
-    const e = errorOf(() => parseConfig({ provider: 'local', instance_config: { gpu_nmae: 'x' }, workflw: {} }, 'c.json'));
+    const e = vaiErrorOf(() => parseConfig({ provider: 'local', instance_config: { gpu_nmae: 'x' }, workflw: {} }, 'c.json'));
     expect(e.exitCode).toBe(2);
     expect(e.message).toContain('c.json is not a valid config');
     expect(e.message).toContain('instance_config.gpu_nmae: unknown key');
     expect(e.message).toMatch(/^workflw: unknown key$/m);
-    const nested = errorOf(() => parseConfig({ provider: 'local', instance_config: { simulate: { fial: 'boot' } } }));
+    const nested = vaiErrorOf(() => parseConfig({ provider: 'local', instance_config: { simulate: { fial: 'boot' } } }));
     expect(nested.message).toContain('instance_config.simulate.fial: unknown key');
   });
 
   it('names the key and the expected type for a wrong type', () => {
-    const e = errorOf(() => parseConfig({ provider: 'local', instance_config: { remote_port: '18188', env: { A: 1 } } }));
+    const e = vaiErrorOf(() => parseConfig({ provider: 'local', instance_config: { remote_port: '18188', env: { A: 1 } } }));
     expect(e.exitCode).toBe(2);
     expect(e.message).toMatch(/instance_config\.remote_port: .*expected number, received string/);
     expect(e.message).toMatch(/instance_config\.env\.A: .*expected string/);
   });
 
   it('refuses an unknown provider, listing the known ones', () => {
-    const e = errorOf(() => parseConfig({ provider: 'aws' }));
+    const e = vaiErrorOf(() => parseConfig({ provider: 'aws' }));
     expect(e.message).toMatch(/provider: .*"local".*"ssh".*"vast"/);
   });
 
   it('refuses out-of-range numbers: ports, ready_timeout_s below 5, negative counts', () => {
-    expect(errorOf(() => parseConfig({ provider: 'local', instance_config: { remote_port: 70000 } })).message).toMatch(/remote_port/);
-    expect(errorOf(() => parseConfig({ provider: 'local', instance_config: { remote_port: 0 } })).message).toMatch(/remote_port/);
-    expect(errorOf(() => parseConfig({ provider: 'local', instance_config: { ready_timeout_s: 4 } })).message).toMatch(/ready_timeout_s: .*>=5/);
+    expect(vaiErrorOf(() => parseConfig({ provider: 'local', instance_config: { remote_port: 70000 } })).message).toMatch(/remote_port/);
+    expect(vaiErrorOf(() => parseConfig({ provider: 'local', instance_config: { remote_port: 0 } })).message).toMatch(/remote_port/);
+    expect(vaiErrorOf(() => parseConfig({ provider: 'local', instance_config: { ready_timeout_s: 4 } })).message).toMatch(/ready_timeout_s: .*>=5/);
     expect(parseConfig({ provider: 'local', instance_config: { ready_timeout_s: 5 } }).instance_config.ready_timeout_s).toBe(5);
-    expect(errorOf(() => parseConfig({ provider: 'local', instance_config: { gpu_index: -1 } })).message).toMatch(/gpu_index/);
-    expect(errorOf(() => parseConfig({ provider: 'local', instance_config: { simulate: { fail: 'sometimes' } } })).message).toMatch(/simulate\.fail/);
+    expect(vaiErrorOf(() => parseConfig({ provider: 'local', instance_config: { gpu_index: -1 } })).message).toMatch(/gpu_index/);
+    expect(vaiErrorOf(() => parseConfig({ provider: 'local', instance_config: { simulate: { fail: 'sometimes' } } })).message).toMatch(/simulate\.fail/);
   });
 
   it('requires ssh_host with the ssh provider', () => {
-    const e = errorOf(() => parseConfig({ provider: 'ssh' }, 'box.json'));
+    const e = vaiErrorOf(() => parseConfig({ provider: 'ssh' }, 'box.json'));
     expect(e.message).toBe('box.json: instance_config.ssh_host is required with provider "ssh".');
   });
 
   it('refuses what is not a JSON object', () => {
-    for (const v of [null, [], 'local', 3]) expect(errorOf(() => parseConfig(v)).exitCode).toBe(2);
+    for (const v of [null, [], 'local', 3]) expect(vaiErrorOf(() => parseConfig(v)).exitCode).toBe(2);
   });
 
   it('accepts a seed config of the original vai toolkit', () => {
@@ -103,14 +92,14 @@ describe('parseConfig', () => {
 describe('loadConfigFile', () => {
   it('names the file, line and column of malformed JSON', () => {
     const p = file('broken.json', '{\n  "provider": "local",\n  "instance_config": {,\n}');
-    const e = errorOf(() => loadConfigFile(p));
+    const e = vaiErrorOf(() => loadConfigFile(p));
     expect(e.exitCode).toBe(2);
     expect(e.message).toMatch(new RegExp(`^${p.replace(/[.]/g, '\\.')} is not valid JSON \\(line 3, column \\d+\\)`));
   });
 
   it('reports a missing file and a folder', () => {
-    expect(errorOf(() => loadConfigFile(path.join(dir, 'nope.json'))).message).toMatch(/nope\.json does not exist/);
-    expect(errorOf(() => loadConfigFile(dir)).message).toMatch(/is a folder/);
+    expect(vaiErrorOf(() => loadConfigFile(path.join(dir, 'nope.json'))).message).toMatch(/nope\.json does not exist/);
+    expect(vaiErrorOf(() => loadConfigFile(dir)).message).toMatch(/is a folder/);
   });
 
   it('makes paths absolute against the config file\'s folder and expands ~', () => {

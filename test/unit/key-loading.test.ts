@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { VaiError } from '../../core/errors.js';
+import { vaiErrorOf } from '../helpers/errors.js';
 import { fingerprint, loadPrivateKey, resolveAuth } from '../../core/ssh-auth.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'vai-keys-'));
@@ -18,15 +18,11 @@ function keygen(name: string, opts: { type?: string; passphrase?: string; home?:
   return file;
 }
 
-function refused(fn: () => unknown): VaiError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(VaiError);
-    expect((e as VaiError).exitCode).toBe(2);
-    return e as VaiError;
-  }
-  throw new Error('expected a refusal');
+/** A refusal as bad input: exit 2. */
+function refused(fn: () => unknown) {
+  const e = vaiErrorOf(fn);
+  expect(e.exitCode).toBe(2);
+  return e;
 }
 
 describe('loadPrivateKey', () => {

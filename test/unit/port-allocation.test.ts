@@ -8,7 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { VaiError } from '../../core/errors.js';
+import { vaiRejection } from '../helpers/errors.js';
 import { checkPortRange, hasIpv6Loopback, isPortFree, PortAllocator } from '../../core/ports.js';
 import { StateStore } from '../../core/state.js';
 
@@ -24,16 +24,6 @@ async function occupy(port: number, host: string): Promise<void> {
     s.listen(port, host, () => resolve());
   });
   servers.push(s);
-}
-
-async function rejection(p: Promise<unknown>): Promise<VaiError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(VaiError);
-    return e as VaiError;
-  }
-  throw new Error('expected a rejection');
 }
 
 beforeAll(async () => {
@@ -103,11 +93,11 @@ describe('PortAllocator', () => {
     const ports = await allocator();
     expect(await ports.allocate('a', base + 50)).toBe(base + 50);
     expect(await ports.allocate('a', base + 50)).toBe(base + 50); // its own port: fine
-    const held = await rejection(ports.allocate('b', base + 50));
+    const held = await vaiRejection(ports.allocate('b', base + 50));
     expect(held.exitCode).toBe(2);
     expect(held.message).toBe(`Port ${base + 50} is already used by the tunnel of a.`);
     await occupy(base + 60, '127.0.0.1');
-    const taken = await rejection(ports.allocate('b', base + 60));
+    const taken = await vaiRejection(ports.allocate('b', base + 60));
     expect(taken.exitCode).toBe(2);
     expect(taken.message).toBe(`Port ${base + 60} is taken by another program on this machine.`);
     expect(ports.leaseOf('b')).toBeUndefined(); // nothing changed
@@ -119,7 +109,7 @@ describe('PortAllocator', () => {
   it('refuses ports outside 1024-65535 with exit 2', async () => {
     const ports = await allocator();
     for (const p of [0, 80, 1023, 65536, 3.5]) {
-      const e = await rejection(ports.allocate('a', p));
+      const e = await vaiRejection(ports.allocate('a', p));
       expect(e.exitCode).toBe(2);
       expect(e.message).toBe(`Port ${p} is out of range.`);
     }

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { VaiError } from '../../core/errors.js';
+import { vaiErrorOf } from '../helpers/errors.js';
 import { loadSettings, requestEnvFrom } from '../../core/settings.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'vai-settings-'));
@@ -14,16 +14,6 @@ function home(name: string, settings?: unknown): string {
   mkdirSync(h, { recursive: true });
   if (settings !== undefined) writeFileSync(path.join(h, 'settings.json'), typeof settings === 'string' ? settings : JSON.stringify(settings));
   return h;
-}
-
-function thrown(fn: () => unknown): VaiError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(VaiError);
-    return e as VaiError;
-  }
-  throw new Error('expected an error');
 }
 
 describe('loadSettings', () => {
@@ -42,18 +32,18 @@ describe('loadSettings', () => {
 
   it('refuses bad environment values with exit 2, naming the variable', () => {
     for (const [k, v] of [['VAI_BASE_PORT', '80'], ['VAI_BASE_PORT', 'abc'], ['VAI_BASE_PORT', '8188.5'], ['VAI_MAX_INSTANCES', '-1'], ['VAI_MAX_PRICE_PER_HOUR', 'cheap']]) {
-      const e = thrown(() => loadSettings({ [k!]: v }, home('env')));
+      const e = vaiErrorOf(() => loadSettings({ [k!]: v }, home('env')));
       expect(e.exitCode).toBe(2);
       expect(e.message).toContain(`${k}=${v}`);
     }
   });
 
   it('refuses unknown keys and malformed JSON in the settings file', () => {
-    const e = thrown(() => loadSettings({}, home('unknown', { base_port: 9000 })));
+    const e = vaiErrorOf(() => loadSettings({}, home('unknown', { base_port: 9000 })));
     expect(e.exitCode).toBe(2);
     expect(e.message).toMatch(/base_port: unknown key/);
     expect(e.hint).toMatch(/vai_base_port/);
-    expect(thrown(() => loadSettings({}, home('broken', '{ "vai_base_port": '))).message).toMatch(/not valid JSON/);
+    expect(vaiErrorOf(() => loadSettings({}, home('broken', '{ "vai_base_port": '))).message).toMatch(/not valid JSON/);
   });
 });
 
