@@ -2,6 +2,9 @@
  * The `ssh` provider through the built CLI against a real OpenSSH sshd: register a box, reach the
  * app behind it, states a user sees, host-key reset, and a passphrase that travels with the request.
  */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSandbox, waitUntil, type Sandbox } from '../helpers/cli.js';
 import { HttpOrigin } from '../helpers/http-origin.js';
@@ -108,6 +111,32 @@ describe('the ssh provider through the CLI, against a real sshd', () => {
     expect(reset.local_port).toBe(t!.local_port);
     expect((await httpGet(reset.local_port, '/id')).body).toBe('box-behind-sshd');
     await sb.cli(['destroy', id, '--yes']);
+  });
+
+  it('falls back to the ssh agent (SSH_AUTH_SOCK) when there is no key file', async () => {
+    const agentKey = sshd.addUserKey({ name: 'agent_key' });
+    const sock = path.join(sshd.dir, 'agent.sock');
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      await waitUntil('ssh-agent socket', () => existsSync(sock), 5000);
+      execFileSync('ssh-add', ['-q', agentKey], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      // No ssh_key_path, and the sandbox HOME has no ~/.ssh keys: only the agent can do it.
+      const cfg = sb.writeFile('agent.json', { provider: 'ssh', instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, remote_port: origin.port } });
+      const keyReport = await sb.json<{ used: string }>(['ssh-key', '--json'], { env: { SSH_AUTH_SOCK: sock } });
+      expect(keyReport.used).toBe(`ssh agent at ${sock}`);
+      const r = await sb.cli(['create', cfg, '--json'], { env: { SSH_AUTH_SOCK: sock } });
+      expect(r.code, r.stderr).toBe(0);
+      const [inst] = JSON.parse(r.stdout) as InstanceJson[];
+      expect(inst!.tunnel!.state).toBe('up');
+      expect((await httpGet(inst!.tunnel!.local_port, '/id')).body).toBe('box-behind-sshd');
+      // Without an agent and without keys, the same config is refused as bad input.
+      const none = await sb.cli(['create', cfg]);
+      expect(none.code).toBe(2);
+      expect(none.stderr).toMatch(/No SSH key found/);
+      await sb.cli(['destroy', inst!.instance_id, '--yes']);
+    } finally {
+      agent.kill('SIGTERM');
+    }
   });
 
   it('uses the passphrase of the client that asks, not of the one that started the supervisor', async () => {
