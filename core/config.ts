@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { badInput } from './errors.js';
+import { parseJsonText } from './json.js';
 import { expandHome } from './paths.js';
 
 export const PROVIDERS = ['local', 'ssh', 'vast'] as const;
@@ -116,25 +117,6 @@ export function parseConfig(raw: unknown, source = 'config'): Config {
     );
   }
   return { ...cfg, provider };
-}
-
-/** Where a JSON.parse error happened, as line and column. */
-function jsonErrorLocation(text: string, err: unknown): string {
-  const m = /position (\d+)/.exec(err instanceof Error ? err.message : '');
-  if (!m) return '';
-  const pos = Number(m[1]);
-  const before = text.slice(0, pos).split('\n');
-  return ` (line ${before.length}, column ${before[before.length - 1]!.length + 1})`;
-}
-
-/** Parses JSON text, turning a syntax error into a bad-input error that names the file and line. */
-export function parseJsonText(text: string, source: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    const detail = err instanceof Error ? err.message : String(err);
-    throw badInput(`${source} is not valid JSON${jsonErrorLocation(text, err)}: ${detail}`, 'Fix the JSON syntax and try again.');
-  }
 }
 
 /**

@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { formatIssues, parseJsonText } from './config.js';
+import { formatIssues } from './config.js';
+import { parseJsonText } from './json.js';
 import { badInput } from './errors.js';
 import { homeFiles, resolveVaiHome } from './paths.js';
 
@@ -71,14 +72,23 @@ function readSettingsFile(file: string): SettingsFile {
   return parsed.data;
 }
 
-function envNumber(env: Record<string, string | undefined>, name: string, int: boolean, min: number, max = Infinity): number | undefined {
+/** The same rules for a variable and its settings-file key, so both refuse the same values. */
+const ENV_RULES = {
+  VAI_BASE_PORT: SettingsFileSchema.shape.vai_base_port,
+  VAI_MAX_INSTANCES: SettingsFileSchema.shape.vai_max_instances,
+  VAI_MAX_PRICE_PER_HOUR: SettingsFileSchema.shape.vai_max_price_per_hour,
+  VAST_URL: SettingsFileSchema.shape.vast_url,
+} as const;
+
+function fromEnv<K extends keyof typeof ENV_RULES>(env: Record<string, string | undefined>, name: K): z.infer<(typeof ENV_RULES)[K]> | undefined {
   const raw = env[name]?.trim();
   if (raw === undefined || raw === '') return undefined;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || (int && !Number.isInteger(n)) || n < min || n > max) {
-    throw badInput(`${name}=${raw} is not valid: expected ${int ? 'an integer' : 'a number'} from ${min}${max < Infinity ? ` to ${max}` : ' up'}.`);
+  const value = name === 'VAST_URL' ? raw : Number(raw);
+  const parsed = ENV_RULES[name].safeParse(value);
+  if (!parsed.success) {
+    throw badInput(`${name}=${raw} is not valid: ${parsed.error.issues[0]?.message ?? 'bad value'}.`, `Fix or unset ${name}.`);
   }
-  return n;
+  return parsed.data as z.infer<(typeof ENV_RULES)[K]>;
 }
 
 /** Effective settings for an environment (the process env, or a request's env). */
@@ -86,10 +96,10 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
   const file = readSettingsFile(homeFiles(home).settings);
   return {
     home,
-    basePort: envNumber(env, 'VAI_BASE_PORT', true, 1024, 65535) ?? file.vai_base_port ?? DEFAULT_BASE_PORT,
-    maxInstances: envNumber(env, 'VAI_MAX_INSTANCES', true, 0) ?? file.vai_max_instances ?? DEFAULT_MAX_INSTANCES,
-    maxPricePerHour: envNumber(env, 'VAI_MAX_PRICE_PER_HOUR', false, 0) ?? file.vai_max_price_per_hour ?? DEFAULT_MAX_PRICE_PER_HOUR,
-    vastUrl: (env.VAST_URL?.trim() || file.vast_url || DEFAULT_VAST_URL).replace(/\/+$/, ''),
+    basePort: fromEnv(env, 'VAI_BASE_PORT') ?? file.vai_base_port ?? DEFAULT_BASE_PORT,
+    maxInstances: fromEnv(env, 'VAI_MAX_INSTANCES') ?? file.vai_max_instances ?? DEFAULT_MAX_INSTANCES,
+    maxPricePerHour: fromEnv(env, 'VAI_MAX_PRICE_PER_HOUR') ?? file.vai_max_price_per_hour ?? DEFAULT_MAX_PRICE_PER_HOUR,
+    vastUrl: (fromEnv(env, 'VAST_URL') ?? file.vast_url ?? DEFAULT_VAST_URL).replace(/\/+$/, ''),
     vastApiKey: env.VAST_API_KEY?.trim() || file.vast_api_key,
   };
 }

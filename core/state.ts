@@ -9,6 +9,7 @@ import { chmodSync, closeSync, existsSync, openSync, renameSync } from 'node:fs'
 import Keyv from 'keyv';
 import KeyvSqlite from '@keyv/sqlite';
 import type { Config, ProviderName } from './config.js';
+import { Mutex } from './mutex.js';
 import { homeFiles } from './paths.js';
 
 export type InstanceStatus =
@@ -77,9 +78,14 @@ export interface HostKeyPin {
   pinned_at: string;
 }
 
-/** One keyv namespace, mirrored in memory. */
+/**
+ * One keyv namespace, mirrored in memory. Writes reach SQLite one at a time, in call order:
+ * node-sqlite3 may run a connection's statements in parallel, so two quick writes to one key
+ * could otherwise land out of order and an older value survive a restart.
+ */
 export class Collection<T> {
   private readonly items = new Map<string, T>();
+  private readonly writes = new Mutex();
   constructor(private readonly keyv: Keyv<T>) {}
 
   async load(): Promise<void> {
@@ -102,11 +108,11 @@ export class Collection<T> {
   }
   async set(key: string, value: T): Promise<void> {
     this.items.set(key, value);
-    await this.keyv.set(key, value);
+    await this.writes.run(() => this.keyv.set(key, value));
   }
   async delete(key: string): Promise<void> {
     this.items.delete(key);
-    await this.keyv.delete(key);
+    await this.writes.run(() => this.keyv.delete(key));
   }
 }
 

@@ -31,9 +31,9 @@ beforeEach(() => {
 });
 
 /** Points `~` (os.homedir(), i.e. $HOME) at a temp folder for one test. */
-let savedHome: string | undefined;
+let savedHome: { value: string | undefined } | undefined;
 function fakeHome(): string {
-  savedHome = process.env.HOME;
+  savedHome ??= { value: process.env.HOME };
   const h = path.join(root, `home-${n}`);
   mkdirSync(h, { recursive: true });
   process.env.HOME = h;
@@ -41,7 +41,10 @@ function fakeHome(): string {
   return h;
 }
 afterEach(() => {
-  if (savedHome !== undefined) process.env.HOME = savedHome;
+  if (savedHome) {
+    if (savedHome.value === undefined) delete process.env.HOME;
+    else process.env.HOME = savedHome.value;
+  }
   savedHome = undefined;
 });
 

@@ -165,7 +165,7 @@ describe('StateStore ids', () => {
     const home = freshHome();
     let store = (await openStore(home)).store;
     let issued = 0;
-    for (let round = 0; round < 15; round++) {
+    for (let round = 0; round < 40; round++) {
       const ids = await Promise.all(Array.from({ length: 20 }, () => store.nextId('local')));
       expect(new Set(ids)).toEqual(new Set(Array.from({ length: 20 }, (_, i) => `local-${issued + i + 1}`)));
       issued += 20;
@@ -182,7 +182,7 @@ describe('StateStore concurrent writes', () => {
   it('persists the last of several concurrent writes to one key, as memory shows it', async () => {
     const home = freshHome();
     let store = (await openStore(home)).store;
-    for (let round = 0; round < 15; round++) {
+    for (let round = 0; round < 40; round++) {
       await Promise.all(Array.from({ length: 20 }, (_, i) =>
         store.instances.set('local-1', { ...instance('local-1'), status_message: `round ${round} write ${i}` })));
       expect(store.instances.get('local-1')?.status_message).toBe(`round ${round} write 19`);
