@@ -51,6 +51,7 @@ export interface InstanceView {
 
 /** A human-readable step of long work, for CLI progress lines and MCP progress notifications. */
 export interface Progress {
+  /** What happened, without the instance id (each face shows the id its own way). */
   message: string;
   instance_id?: string;
 }

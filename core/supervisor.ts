@@ -17,6 +17,7 @@ import { parseConfig, resolveConfigPaths, type Config, type ProviderName } from 
 import { badInput, failure, toVaiError, unknownInstance, VaiError } from './errors.js';
 import { addSecret, type Logger } from './log.js';
 import { Mutex } from './mutex.js';
+import { ensurePrivateDir } from './paths.js';
 import { PortAllocator } from './ports.js';
 import { LocalProvider } from './providers/local.js';
 import type { Provider, ProviderContext } from './providers/provider.js';
@@ -89,6 +90,7 @@ export class Supervisor implements VaiApi {
 
   /** Opens the state, restores boxes and tunnels, and starts the deadline sweeper. */
   static async start(opts: SupervisorOptions, nativeCryptoWarning?: string): Promise<Supervisor> {
+    ensurePrivateDir(opts.home);
     const { store, warning } = await StateStore.open(opts.home);
     const warnings = [warning, nativeCryptoWarning].filter((w): w is string => !!w);
     for (const w of warnings) opts.log.warn(w);
@@ -145,7 +147,7 @@ export class Supervisor implements VaiApi {
   }
 
   private progress(id: string, message: string): void {
-    this.events.emit('progress', { instance_id: id, message: `${id}: ${message}` });
+    this.events.emit('progress', { instance_id: id, message });
   }
 
   private tunnelView(id: string): TunnelView | null {

@@ -211,6 +211,12 @@ export class Tunnel extends EventEmitter {
           resolve(undefined);
         });
       });
+      // stop() ran while this listen was pending: it could not close this server, so do it here.
+      if (this._state === 'stopped') {
+        server.close();
+        this.closeServers();
+        return false;
+      }
       if (err) {
         server.close();
         if (err.code === 'EADDRNOTAVAIL' && host === '::1') continue;

@@ -24,7 +24,7 @@ async function waitForReady(ids: string[], timeoutS: number): Promise<InstanceVi
   };
   process.once('SIGINT', onSigint);
   try {
-    return await client.waitForInstances({ instance_ids: ids, timeout_s: timeoutS }, { onProgress: (p) => progress.update(p.message), signal: ac.signal });
+    return await client.waitForInstances({ instance_ids: ids, timeout_s: timeoutS }, { onProgress: (p) => progress.update(p.instance_id ? `${p.instance_id}: ${p.message}` : p.message), signal: ac.signal });
   } finally {
     process.off('SIGINT', onSigint);
     progress.done();

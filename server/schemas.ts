@@ -1,0 +1,45 @@
+/**
+ * Output shapes of the tools: the same objects as `vai-mcp-cli tunnel --list --json` and
+ * `list --json` (DESIGN.md section 2), so an agent and a person see the same thing.
+ */
+import { z } from 'zod';
+
+export const TunnelSchema = z.object({
+  instance_id: z.string(),
+  provider: z.string(),
+  local_port: z.number().describe('Local port on this machine'),
+  url: z.string().describe('Open this in a browser: http://localhost:<local_port>'),
+  remote_port: z.number(),
+  ssh_host: z.string(),
+  ssh_port: z.number(),
+  ssh_user: z.string(),
+  state: z.string().describe('"up" when traffic flows; connecting, reconnecting, remote_down (box app not answering yet), failed, port_conflict'),
+  last_error: z.string().nullable(),
+  created_at: z.string(),
+  since: z.string(),
+  bytes_in: z.number(),
+  bytes_out: z.number(),
+  connections: z.number(),
+});
+
+export const InstanceSchema = z.object({
+  instance_id: z.string(),
+  provider: z.string(),
+  status: z.string().describe('provisioning, loading, running, ready (ComfyUI answers through the tunnel), failed, stopped, destroyed'),
+  label: z.string(),
+  dph_total: z.number().nullable().describe('Price in $/hour, null where the provider has none'),
+  created_at: z.string(),
+  ready_at: z.string().nullable(),
+  status_message: z.string().nullable(),
+  ssh_host: z.string().nullable(),
+  ssh_port: z.number().nullable(),
+  remote_port: z.number(),
+  request_id: z.string().nullable(),
+  tunnel: TunnelSchema.nullable().describe('The tunnel once it is open, with its url; null before'),
+  orphan: z.boolean().optional(),
+});
+
+export const InstancesOutput = z.object({
+  instances: z.array(InstanceSchema),
+  summary: z.string().describe('What happened, and what to do next'),
+});

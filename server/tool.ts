@@ -1,0 +1,81 @@
+/**
+ * Tools as data (the Playwright MCP pattern): each tool is a name, a title, a description for the
+ * model, zod input and output schemas, annotations and a handler that returns plain data.
+ * `registerTools` turns them into MCP tools with one error path and one progress path, so tool
+ * files never build MCP objects themselves.
+ */
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
+import type { z } from 'zod';
+import type { VaiApi } from '../core/api.js';
+import { toVaiError } from '../core/errors.js';
+
+export interface ToolContext {
+  api: VaiApi;
+  /** The server's working directory: relative paths in arguments resolve against it. */
+  cwd: string;
+  /** A human-readable progress message; sent only when the client asked for progress. */
+  progress(message: string): void;
+  /** Aborted when the client cancels or times out: it ends waits, never the work itself. */
+  signal: AbortSignal;
+}
+
+export interface ToolDef<In extends z.ZodObject = z.ZodObject, Out extends z.ZodObject = z.ZodObject> {
+  name: string;
+  title: string;
+  description: string;
+  input: In;
+  output: Out;
+  annotations: Omit<ToolAnnotations, 'title'>;
+  handle(args: z.infer<In>, ctx: ToolContext): Promise<z.infer<Out>>;
+}
+
+/** Keeps each tool's argument and result types while collecting them in one array. */
+export function defineTool<In extends z.ZodObject, Out extends z.ZodObject>(def: ToolDef<In, Out>): ToolDef {
+  return def as unknown as ToolDef;
+}
+
+/** A failure as the model should read it: what went wrong, then what to do next. */
+export function errorResult(err: unknown): CallToolResult {
+  const e = toVaiError(err);
+  const text = e.hint ? `${e.message}\nNext step: ${e.hint}` : e.message;
+  return { isError: true, content: [{ type: 'text', text }] };
+}
+
+export function registerTools(server: McpServer, tools: ToolDef[], api: VaiApi, cwd: string): void {
+  for (const tool of tools) {
+    server.registerTool(
+      tool.name,
+      {
+        title: tool.title,
+        description: tool.description,
+        inputSchema: tool.input,
+        outputSchema: tool.output,
+        annotations: { title: tool.title, ...tool.annotations },
+      },
+      async (args: unknown, extra) => {
+        const token = extra._meta?.progressToken;
+        let step = 0;
+        let finished = false;
+        let sending: Promise<unknown> = Promise.resolve();
+        const progress = (message: string) => {
+          if (token === undefined || finished) return;
+          step += 1;
+          const params = { progressToken: token, progress: step, message };
+          sending = sending.then(() => extra.sendNotification({ method: 'notifications/progress', params }).catch(() => undefined));
+        };
+        try {
+          const out = await tool.handle(args as never, { api, cwd, progress, signal: extra.signal });
+          return { content: [{ type: 'text', text: JSON.stringify(out, null, 2) }], structuredContent: out as Record<string, unknown> };
+        } catch (err) {
+          return errorResult(err);
+        } finally {
+          // No progress after the result, and none still in flight when it leaves: a late one
+          // would reach the client after the response (typescript-sdk#2580).
+          finished = true;
+          await sending;
+        }
+      },
+    );
+  }
+}

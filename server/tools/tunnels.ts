@@ -1,0 +1,48 @@
+/** Tools for tunnels: open_tunnel, list_tunnels, close_tunnel. */
+import { z } from 'zod';
+import { TunnelSchema } from '../schemas.js';
+import { defineTool } from '../tool.js';
+
+const instanceId = z.string().min(1).describe('The box, e.g. "local-1" (from create_instance or list_instances).');
+
+export const tunnelTools = [
+  defineTool({
+    name: 'open_tunnel',
+    title: 'Open a tunnel',
+    description: 'Open (or re-open, after close_tunnel or a failure) the SSH tunnel of a running box and return its http://localhost URL. Without local_port the box keeps its port, or gets the next free one; with local_port, exactly that port or an error.',
+    input: z.strictObject({
+      instance_id: instanceId,
+      local_port: z.number().int().min(1024).max(65535).optional().describe('Local port to use (1024-65535). Leave it out unless the user asked for a port.'),
+    }),
+    output: z.object({ tunnel: TunnelSchema }),
+    annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
+    async handle(args, ctx) {
+      return { tunnel: await ctx.api.openTunnel({ instance_id: args.instance_id, port: args.local_port }) };
+    },
+  }),
+
+  defineTool({
+    name: 'list_tunnels',
+    title: 'List tunnels',
+    description: 'List the open tunnels with their http://localhost URLs and states ("up" when traffic flows). The same list the user sees with `vai-mcp-cli tunnel --list`.',
+    input: z.strictObject({}),
+    output: z.object({ tunnels: z.array(TunnelSchema) }),
+    annotations: { readOnlyHint: true, openWorldHint: false },
+    async handle(_args, ctx) {
+      return { tunnels: await ctx.api.listTunnels({}) };
+    },
+  }),
+
+  defineTool({
+    name: 'close_tunnel',
+    title: 'Close a tunnel',
+    description: 'Close the tunnel of a box and free its local port. The box itself keeps running (and billing, on rented providers): use destroy_instance to end it.',
+    input: z.strictObject({ instance_id: instanceId }),
+    output: z.object({ instance_id: z.string(), local_port: z.number(), closed: z.boolean() }),
+    annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+    async handle(args, ctx) {
+      const r = await ctx.api.stopTunnel({ instance_id: args.instance_id });
+      return { ...r, closed: true };
+    },
+  }),
+];
