@@ -14,8 +14,8 @@ import os from 'node:os';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { SupervisorClient } from '../core/control.js';
 import { makeSandbox, type Sandbox } from '../test/helpers/cli.js';
-import { HttpOrigin } from '../test/helpers/http-origin.js';
-import { freePort, startSshd, type Sshd } from '../test/helpers/openssh.js';
+import { startOrigin, type Origin } from '../test/helpers/origin.js';
+import { freePort, startSshd, type SshdHandle } from '../test/helpers/sshd.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
@@ -61,8 +61,8 @@ async function until(check: () => Promise<boolean> | boolean, timeoutMs: number,
 }
 
 let sb: Sandbox;
-let sshd: Sshd;
-let origin: HttpOrigin;
+let sshd: SshdHandle;
+let origin: Origin;
 let client: SupervisorClient;
 const report: Record<string, unknown> = {};
 const lines: string[] = [];
@@ -70,7 +70,7 @@ const lines: string[] = [];
 beforeAll(async () => {
   sb = makeSandbox();
   sshd = await startSshd();
-  origin = await new HttpOrigin('bench').start();
+  origin = await startOrigin({ name: 'bench' });
   client = await SupervisorClient.connect({ env: sb.env });
 });
 afterAll(async () => {
@@ -121,7 +121,7 @@ it('measures tunnel open, frozen-link detection, restart recovery and memory', a
   for (let i = 0; i < Math.min(ROUNDS, 3); i++) {
     const t = (await client.listTunnels({}))[0]!;
     await until(async () => (await client.listTunnels({}))[0]!.state === 'up', 20_000, 50);
-    sshd.freeze();
+    await sshd.freeze();
     frozen.push(await until(async () => (await client.listTunnels({}))[0]!.state !== 'up', 20_000, 50));
     sshd.thaw();
     await until(async () => (await client.listTunnels({}))[0]!.state === 'up', 30_000, 50);
@@ -129,7 +129,7 @@ it('measures tunnel open, frozen-link detection, restart recovery and memory', a
     // --- sshd killed, back after 2-2.5 s: time from listening again to traffic through the tunnel
     await sshd.kill();
     await new Promise((r) => setTimeout(r, 2000 + Math.random() * 500));
-    await sshd.start(); // resolves when the port accepts connections
+    await sshd.restart(); // resolves when the port accepts connections
     recovery.push(await until(() => firstByte(t.local_port, 500), 20_000, 10));
   }
   report.frozen_detect_s = { median: median(frozen) / 1000, max: Math.max(...frozen) / 1000, n: frozen.length };

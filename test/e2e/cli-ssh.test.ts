@@ -7,9 +7,9 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSandbox, waitUntil, type Sandbox } from '../helpers/cli.js';
-import { HttpOrigin } from '../helpers/http-origin.js';
 import { httpGet } from '../helpers/net.js';
-import { freePort, startSshd, type Sshd } from '../helpers/openssh.js';
+import { startOrigin, type Origin } from '../helpers/origin.js';
+import { freePort, startSshd, type SshdHandle } from '../helpers/sshd.js';
 
 interface TunnelJson {
   instance_id: string;
@@ -29,8 +29,8 @@ interface InstanceJson {
 
 describe('the ssh provider through the CLI, against a real sshd', () => {
   let sb: Sandbox;
-  let sshd: Sshd;
-  let origin: HttpOrigin;
+  let sshd: SshdHandle;
+  let origin: Origin;
 
   const config = (name: string, ic: Record<string, unknown>) =>
     sb.writeFile(name, { provider: 'ssh', instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, ssh_key_path: sshd.userKeyPath, remote_port: origin.port, ...ic } });
@@ -38,7 +38,7 @@ describe('the ssh provider through the CLI, against a real sshd', () => {
   beforeAll(async () => {
     sb = makeSandbox();
     sshd = await startSshd();
-    origin = await new HttpOrigin('box-behind-sshd').start();
+    origin = await startOrigin({ name: 'box-behind-sshd' });
   });
   afterAll(async () => {
     await sb.cleanup();
@@ -76,7 +76,7 @@ describe('the ssh provider through the CLI, against a real sshd', () => {
     expect(t!.last_error).toMatch(/refused/);
     const listed = (await sb.json<InstanceJson[]>(['list', '--json'])).find((i) => i.instance_id === inst!.instance_id)!;
     expect(listed.status).not.toBe('ready');
-    const app = await new HttpOrigin('late-app', appPort).start();
+    const app = await startOrigin({ name: 'late-app', port: appPort });
     try {
       await waitUntil('up and ready', async () => {
         const i = (await sb.json<InstanceJson[]>(['list', '--json'])).find((x) => x.instance_id === inst!.instance_id)!;

@@ -1,0 +1,602 @@
+/**
+ * A real OpenSSH sshd on loopback, for integration tests, end-to-end tests and benchmarks
+ * (DESIGN.md section 6).
+ *
+ * Each server lives in its own private temp folder (0700) with its own sshd_config, an ed25519
+ * host key (kept across `kill()` / `restart()`, so a restarted server is the same host), an
+ * unencrypted ed25519 user key and authorized_keys. The login user is the current user, so it
+ * also works for a developer who is not root.
+ *
+ * Linux only (it reads /proc to find sshd's per-connection processes and its listening socket).
+ * Every wait is bounded; every process is signalled by PID, never by name. A process that exits
+ * without calling `stop()` (even one killed by a signal) leaves no sshd behind: see the watchdog.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+/** Absolute, so a PATH without /usr/sbin (or a different sshd on it) does not matter. */
+export const SSHD_PATH = '/usr/sbin/sshd';
+
+export type SshdLogLevel = 'QUIET' | 'FATAL' | 'ERROR' | 'INFO' | 'VERBOSE' | 'DEBUG';
+
+export interface StartSshdOptions {
+  /** Default 127.0.0.1. */
+  listenAddress?: string;
+  /** Default: a free port from `freePort()`. */
+  port?: number;
+  /**
+   * Default VERBOSE: one `Connection from ...` line per TCP connection, which is what
+   * `connectionCount()` counts.
+   */
+  logLevel?: SshdLogLevel;
+  /** Extra sshd_config lines, appended after the harness's own. */
+  extraConfig?: string[];
+  /** Bound on waiting for the port to listen (default 10 s). */
+  startTimeoutMs?: number;
+}
+
+export interface AddUserKeyOptions {
+  /** Encrypt the key with this passphrase (default: unencrypted). */
+  passphrase?: string;
+  /** Add it to authorized_keys (default true). `false` makes a key the server refuses. */
+  authorize?: boolean;
+  /** File name inside the server's folder (default: a fresh random name). */
+  name?: string;
+}
+
+export interface SshdHandle {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly dir: string;
+  readonly userKeyPath: string;
+  readonly hostKeyPath: string;
+  /** PID of the master sshd, 0 while it is not running. */
+  readonly pid: number;
+  readonly running: boolean;
+  /** sshd's per-connection processes and their descendants (not the master). */
+  childPids(): number[];
+  /** SIGTERM the master and its children, wait for them, remove the folder. Idempotent. */
+  stop(): Promise<void>;
+  /** SIGKILL the master and its children; the folder (host key) stays for `restart()`. */
+  kill(): Promise<void>;
+  /** Start again on the same port with the same host key (kills the running server first). */
+  restart(): Promise<void>;
+  /** SIGSTOP the master and every child: a host that stops answering without closing anything. */
+  freeze(): Promise<void>;
+  /** SIGCONT everything `freeze()` stopped (and anything else in the tree). */
+  thaw(): void;
+  /** A new host key; the running server keeps the old one until the next `restart()`. */
+  regenerateHostKey(): void;
+  /** The host key's SHA-256 digest in hex, as ssh2 reports it with `hostHash: 'sha256'`. */
+  hostKeySha256(): string;
+  /** Generates another user key (optionally encrypted), authorizes it, returns its path. */
+  addUserKey(opts?: AddUserKeyOptions): string;
+  /** sshd's log so far (stderr of the master and its children; the most recent 1 MiB). */
+  logs(): string;
+  /** TCP connections sshd has accepted since it was created (needs LogLevel VERBOSE or DEBUG). */
+  connectionCount(): number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports
+
+export interface FreePortOptions {
+  /** Inclusive range to pick from at random (default 61000-65499). */
+  min?: number;
+  max?: number;
+  /**
+   * Addresses that must all be bindable. Default: 127.0.0.1, ::1 (where the machine has IPv6)
+   * and 0.0.0.0, the same rule as core/ports.ts, so a tunnel can bind the port on every loopback
+   * family.
+   */
+  hosts?: string[];
+}
+
+/** Ports this process handed out recently: two calls in a row never return the same port. */
+const recentlyIssued: number[] = [];
+
+function tryBind(port: number, host: string): Promise<'ok' | 'busy' | 'unavailable'> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EADDRNOTAVAIL' || err.code === 'EAFNOSUPPORT' ? 'unavailable' : 'busy'));
+    srv.listen({ port, host, exclusive: true }, () => srv.close(() => resolve('ok')));
+  });
+}
+
+/**
+ * A port nobody listens on, picked at random in [min, max] and checked by binding it.
+ *
+ * The default range lies above Linux's ephemeral range (32768-60999), where the kernel could give
+ * the port to an outgoing connection between this check and its use, and away from the CLI
+ * tests' base ports (20000-31999).
+ */
+export async function freePort(opts: FreePortOptions = {}): Promise<number> {
+  const min = opts.min ?? 61000;
+  const max = opts.max ?? 65499;
+  const hosts = opts.hosts ?? ['127.0.0.1', '::1', '0.0.0.0'];
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = min + Math.floor(Math.random() * (max - min + 1));
+    if (recentlyIssued.includes(port)) continue;
+    let free = true;
+    for (const host of hosts) {
+      const r = await tryBind(port, host);
+      if (r === 'unavailable') {
+        // ::1 on a machine without IPv6 cannot be taken by anyone either; an address the caller
+        // named explicitly must exist, though.
+        if (opts.hosts === undefined) continue;
+        throw new Error(`freePort: cannot bind ${host} on this machine (no such local address)`);
+      }
+      if (r === 'busy') {
+        free = false;
+        break;
+      }
+    }
+    if (!free) continue;
+    recentlyIssued.push(port);
+    if (recentlyIssued.length > 256) recentlyIssued.shift();
+    return port;
+  }
+  throw new Error(`freePort: no free port found in ${min}-${max} after 200 tries`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc helpers
+
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every process's parent, one /proc scan. */
+function parentMap(): Map<number, number[]> {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const f = statFields(Number(entry));
+    if (!f) continue;
+    const ppid = Number(f[1]);
+    let list = children.get(ppid);
+    if (!list) children.set(ppid, (list = []));
+    list.push(Number(entry));
+  }
+  return children;
+}
+
+/** All descendants of `pid` (children, grandchildren, ...), found through /proc/<pid>/stat ppid. */
+export function descendantsOf(pid: number): number[] {
+  const children = parentMap();
+  const out: number[] = [];
+  const queue = [...(children.get(pid) ?? [])];
+  while (queue.length) {
+    const p = queue.shift()!;
+    if (out.includes(p)) continue;
+    out.push(p);
+    queue.push(...(children.get(p) ?? []));
+  }
+  return out;
+}
+
+/** Gone, or a zombie nobody reaped yet (it holds no sockets and runs no code). */
+function isDead(pid: number): boolean {
+  const f = statFields(pid);
+  return !f || f[0] === 'Z' || f[0] === 'X';
+}
+
+function isStopped(pid: number): boolean {
+  const f = statFields(pid);
+  return !f || f[0] === 'T' || f[0] === 't' || f[0] === 'Z' || f[0] === 'X';
+}
+
+function signalAll(pids: Iterable<number>, sig: NodeJS.Signals): void {
+  for (const p of pids) {
+    try {
+      process.kill(p, sig);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Socket inodes in LISTEN state on `port` (IPv4 and IPv6). */
+function listeningInodes(port: number): Set<string> {
+  const out = new Set<string>();
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 10 || cols[3] !== '0A') continue;
+      if (cols[1]!.split(':')[1] === hexPort) out.add(cols[9]!);
+    }
+  }
+  return out;
+}
+
+/** True once `pid` holds a socket listening on `port`: it accepts connections, and we made none. */
+function listensOn(pid: number, port: number): boolean {
+  const inodes = listeningInodes(port);
+  if (inodes.size === 0) return false;
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return false;
+  }
+  for (const fd of fds) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m && inodes.has(m[1]!)) return true;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return false;
+}
+
+async function waitUntil(what: string, check: () => boolean, timeoutMs: number, stepMs = 20): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`sshd harness: timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+function sleepSync(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}
+
+function keygen(file: string, passphrase = '', comment = 'vai-mcp-test'): void {
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-C', comment, '-f', file], { stdio: 'ignore', timeout: 10_000 });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Safety net. A test process does not always get to call stop(): vitest ends its workers with
+// SIGTERM (no 'exit' event), a crash or a timeout kills them. So one small watchdog process per
+// test process (detached, so a Ctrl-C to the group does not take it down first) holds a pipe
+// from us; when the pipe closes, however we died, it SIGKILLs the sshd trees it was told about
+// and removes their folders. A normal 'exit' does the same synchronously.
+
+const WATCHDOG = `
+const fs = require('fs');
+const masters = new Map(), dirs = new Set();
+const fields = (p) => { try { const s = fs.readFileSync('/proc/' + p + '/stat', 'utf8'); return s.slice(s.lastIndexOf(')') + 2).split(' '); } catch { return undefined; } };
+const kids = (pid) => { const out = []; const q = [pid]; while (q.length) { const p = q.shift();
+  for (const e of fs.readdirSync('/proc')) { if (!/^[0-9]+$/.test(e)) continue; const f = fields(+e); if (f && +f[1] === p && !out.includes(+e)) { out.push(+e); q.push(+e); } } } return out; };
+const sig = (p, s) => { try { process.kill(p, s); } catch {} };
+function reap() {
+  for (const [pid, config] of masters) {
+    let cmd = ''; try { cmd = fs.readFileSync('/proc/' + pid + '/cmdline', 'utf8'); } catch {}
+    if (!cmd.includes(config)) continue; // gone, or the PID now belongs to someone else
+    sig(pid, 'SIGSTOP'); const all = [pid, ...kids(pid)]; for (const p of all) sig(p, 'SIGKILL');
+  }
+  for (const d of dirs) { try { fs.rmSync(d, { recursive: true, force: true }); } catch {} }
+  process.exit(0);
+}
+let buf = '';
+process.stdin.on('data', (d) => { buf += d; let i; while ((i = buf.indexOf('\\n')) >= 0) { const [cmd, a, b] = buf.slice(0, i).split('\\t'); buf = buf.slice(i + 1);
+  if (cmd === 'pid+') masters.set(+a, b); else if (cmd === 'pid-') masters.delete(+a); else if (cmd === 'dir+') dirs.add(a); else if (cmd === 'dir-') dirs.delete(a); } });
+process.stdin.on('end', reap); process.stdin.on('error', reap);
+`;
+
+let watchdog: ChildProcess | undefined;
+
+function tellWatchdog(...parts: string[]): void {
+  try {
+    if (!watchdog) {
+      watchdog = spawn(process.execPath, ['-e', WATCHDOG], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+      watchdog.on('error', () => {});
+      watchdog.stdin!.on('error', () => {});
+      watchdog.unref();
+      (watchdog.stdin as unknown as { unref?: () => void }).unref?.();
+    }
+    watchdog.stdin!.write(`${parts.join('\t')}\n`);
+  } catch {
+    // best effort: the exit hook and stop() remain
+  }
+}
+
+const live = new Set<Sshd>();
+let exitHookInstalled = false;
+
+function reapOnExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const s of live) s.killSync();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const LOG_CAP = 1 << 20;
+
+class Sshd implements SshdHandle {
+  readonly host: string;
+  port: number;
+  readonly user = os.userInfo().username;
+  readonly dir: string;
+  readonly userKeyPath: string;
+  readonly hostKeyPath: string;
+  private readonly configPath: string;
+  private readonly authorizedKeysPath: string;
+  private readonly logLevel: SshdLogLevel;
+  private readonly extraConfig: string[];
+  private readonly startTimeoutMs: number;
+  private child: ChildProcess | undefined;
+  private frozen = new Set<number>();
+  private log = '';
+  private connectionsSeen = 0;
+  private partialLine = '';
+  private removed = false;
+
+  constructor(opts: StartSshdOptions) {
+    this.host = opts.listenAddress ?? '127.0.0.1';
+    this.port = opts.port ?? 0;
+    this.logLevel = opts.logLevel ?? 'VERBOSE';
+    this.extraConfig = opts.extraConfig ?? [];
+    this.startTimeoutMs = opts.startTimeoutMs ?? 10_000;
+    this.dir = mkdtempSync(path.join(os.tmpdir(), 'vai-sshd-'));
+    // mkdtemp already makes it 0700; make sure of it, the folder holds private keys.
+    chmodSync(this.dir, 0o700);
+    live.add(this);
+    reapOnExit();
+    tellWatchdog('dir+', this.dir);
+    this.hostKeyPath = path.join(this.dir, 'ssh_host_ed25519_key');
+    this.userKeyPath = path.join(this.dir, 'id_ed25519');
+    this.authorizedKeysPath = path.join(this.dir, 'authorized_keys');
+    this.configPath = path.join(this.dir, 'sshd_config');
+    try {
+      keygen(this.hostKeyPath, '', 'vai-mcp-test-host');
+      keygen(this.userKeyPath);
+      writeFileSync(this.authorizedKeysPath, readFileSync(`${this.userKeyPath}.pub`), { mode: 0o600 });
+    } catch (err) {
+      this.forget();
+      throw err;
+    }
+  }
+
+  get pid(): number {
+    const c = this.child;
+    return c && c.exitCode === null && c.signalCode === null && c.pid ? c.pid : 0;
+  }
+
+  get running(): boolean {
+    return this.pid !== 0;
+  }
+
+  private writeConfig(): void {
+    writeFileSync(
+      this.configPath,
+      [
+        `Port ${this.port}`,
+        `ListenAddress ${this.host}`,
+        `HostKey ${this.hostKeyPath}`,
+        `PidFile ${path.join(this.dir, 'sshd.pid')}`,
+        `AuthorizedKeysFile ${this.authorizedKeysPath}`,
+        'UsePAM no',
+        'StrictModes no',
+        'PubkeyAuthentication yes',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'PermitRootLogin prohibit-password',
+        'AllowTcpForwarding yes',
+        'MaxStartups 200:30:400',
+        'MaxSessions 200',
+        `LogLevel ${this.logLevel}`,
+        ...this.extraConfig,
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
+  }
+
+  private appendLog(chunk: Buffer): void {
+    const text = chunk.toString('utf8');
+    // Count whole lines only: a line can arrive split across two chunks.
+    const lines = (this.partialLine + text).split('\n');
+    this.partialLine = lines.pop() ?? '';
+    for (const line of lines) if (line.startsWith('Connection from ')) this.connectionsSeen++;
+    this.log += text;
+    if (this.log.length > LOG_CAP) this.log = this.log.slice(this.log.length - LOG_CAP);
+  }
+
+  /** Starts sshd and waits (bounded) until its port listens. */
+  async start(): Promise<void> {
+    if (this.removed) throw new Error('sshd harness: this server was stopped and its folder removed; start a new one');
+    if (this.running) return;
+    if (!this.port) this.port = await freePort({ hosts: [this.host] });
+    try {
+      // Privilege separation needs it when sshd runs as root (`mkdir -p /run/sshd`).
+      mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+    } catch {
+      // Not root: sshd runs without a separate privsep user and does not need it.
+    }
+    this.writeConfig();
+    const child = spawn(SSHD_PATH, ['-D', '-e', '-f', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.on('data', (d: Buffer) => this.appendLog(d));
+    child.stderr!.on('data', (d: Buffer) => this.appendLog(d));
+    let spawnError: Error | undefined;
+    child.once('error', (err) => (spawnError = err));
+    this.child = child;
+    if (child.pid) tellWatchdog('pid+', String(child.pid), this.configPath);
+    const logFrom = this.log.length;
+    try {
+      await waitUntil(
+        `sshd to listen on ${this.host}:${this.port}`,
+        () => {
+          if (spawnError) throw new Error(`sshd harness: cannot run ${SSHD_PATH}: ${spawnError.message}`);
+          if (child.exitCode !== null || child.signalCode !== null) {
+            throw new Error(`sshd harness: sshd exited (${child.exitCode ?? child.signalCode}) on ${this.host}:${this.port}: ${this.log.slice(logFrom).trim()}`);
+          }
+          return child.pid !== undefined && listensOn(child.pid, this.port);
+        },
+        this.startTimeoutMs,
+      );
+    } catch (err) {
+      await this.kill().catch(() => {});
+      throw err;
+    }
+  }
+
+  childPids(): number[] {
+    const pid = this.pid;
+    return pid ? descendantsOf(pid) : [];
+  }
+
+  /**
+   * SIGSTOPs the master, then its descendants, until no new process shows up: after this nothing
+   * in the tree can fork, so the returned list is complete.
+   */
+  private stopTree(): number[] {
+    const pid = this.pid;
+    if (!pid) return [];
+    const all = new Set<number>([pid]);
+    let batch = [pid];
+    for (let round = 0; round < 20 && batch.length; round++) {
+      signalAll(batch, 'SIGSTOP');
+      // A process stops on its way back to user mode, so a fork() in progress completes first:
+      // wait until the batch is really stopped before looking for its children.
+      const until = Date.now() + 1000;
+      while (!batch.every(isStopped) && Date.now() < until) sleepSync(2);
+      batch = descendantsOf(pid).filter((p) => !all.has(p));
+      for (const p of batch) all.add(p);
+    }
+    return [...all];
+  }
+
+  private async waitDead(pids: number[], timeoutMs: number): Promise<boolean> {
+    const master = this.child;
+    try {
+      await waitUntil(
+        'sshd processes to exit',
+        () => pids.every(isDead) && (!master || master.exitCode !== null || master.signalCode !== null),
+        timeoutMs,
+      );
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async kill(): Promise<void> {
+    const master = this.child?.pid;
+    const pids = [...new Set([...this.stopTree(), ...this.frozen])];
+    signalAll(pids, 'SIGKILL');
+    this.frozen.clear();
+    if (!(await this.waitDead(pids, 5000))) {
+      throw new Error(`sshd harness: processes ${pids.filter((p) => !isDead(p)).join(', ')} survived SIGKILL for 5 s`);
+    }
+    this.child = undefined;
+    if (master) tellWatchdog('pid-', String(master));
+  }
+
+  /** Removes the folder and drops the safety-net registrations (processes already gone). */
+  private forget(): void {
+    this.removed = true;
+    live.delete(this);
+    rmSync(this.dir, { recursive: true, force: true });
+    tellWatchdog('dir-', this.dir);
+  }
+
+  /** For the exit hook: no waiting possible there. */
+  killSync(): void {
+    try {
+      signalAll([...new Set([...this.stopTree(), ...this.frozen])], 'SIGKILL');
+      rmSync(this.dir, { recursive: true, force: true });
+    } catch {
+      // best effort at exit
+    }
+  }
+
+  async restart(): Promise<void> {
+    if (this.running) await this.kill();
+    await this.start();
+  }
+
+  async stop(): Promise<void> {
+    if (this.removed) return;
+    const master = this.child?.pid;
+    const pids = [...new Set([...this.stopTree(), ...this.frozen])];
+    signalAll(pids, 'SIGTERM');
+    signalAll(pids, 'SIGCONT'); // stopped processes act on SIGTERM only once continued
+    this.frozen.clear();
+    let dead = await this.waitDead(pids, 5000);
+    if (!dead) {
+      signalAll(pids, 'SIGKILL');
+      dead = await this.waitDead(pids, 3000);
+    }
+    this.child = undefined;
+    if (master && dead) tellWatchdog('pid-', String(master));
+    this.forget();
+  }
+
+  async freeze(): Promise<void> {
+    for (const p of this.stopTree()) this.frozen.add(p);
+    const pids = [...this.frozen];
+    await waitUntil('sshd processes to stop', () => pids.every(isStopped), 5000, 5);
+  }
+
+  thaw(): void {
+    const pid = this.pid;
+    const pids = new Set([...this.frozen, ...(pid ? [pid, ...descendantsOf(pid)] : [])]);
+    this.frozen.clear();
+    signalAll(pids, 'SIGCONT');
+  }
+
+  regenerateHostKey(): void {
+    rmSync(this.hostKeyPath, { force: true });
+    rmSync(`${this.hostKeyPath}.pub`, { force: true });
+    keygen(this.hostKeyPath, '', 'vai-mcp-test-host');
+  }
+
+  hostKeySha256(): string {
+    const blob = readFileSync(`${this.hostKeyPath}.pub`, 'utf8').trim().split(/\s+/)[1] ?? '';
+    return createHash('sha256').update(Buffer.from(blob, 'base64')).digest('hex');
+  }
+
+  addUserKey(opts: AddUserKeyOptions = {}): string {
+    const name = opts.name ?? `user_key_${Math.random().toString(36).slice(2, 10)}`;
+    if (name.includes('/') || name === '' || name.startsWith('.')) throw new Error(`sshd harness: bad key name ${JSON.stringify(name)}`);
+    const file = path.join(this.dir, name);
+    keygen(file, opts.passphrase ?? '');
+    if (opts.authorize !== false) appendFileSync(this.authorizedKeysPath, readFileSync(`${file}.pub`));
+    return file;
+  }
+
+  logs(): string {
+    return this.log;
+  }
+
+  connectionCount(): number {
+    return this.connectionsSeen;
+  }
+}
+
+/** Starts an sshd on loopback; `stop()` it when done (e.g. in afterAll / afterEach). */
+export async function startSshd(opts: StartSshdOptions = {}): Promise<SshdHandle> {
+  const sshd = new Sshd(opts);
+  try {
+    await sshd.start();
+  } catch (err) {
+    await sshd.stop().catch(() => {});
+    throw err;
+  }
+  return sshd;
+}
