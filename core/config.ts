@@ -69,7 +69,6 @@ export const ConfigSchema = z.strictObject({
   _internal: z.unknown().optional(),
 });
 
-export type InstanceConfig = z.infer<typeof InstanceConfigSchema>;
 export type Config = z.infer<typeof ConfigSchema> & { provider: ProviderName };
 
 /** Formats zod issues as `where: key path: what is wrong`, one per line. */

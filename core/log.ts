@@ -18,11 +18,8 @@ export function redact(text: string): string {
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-let minLevel: LogLevel = (process.env.VAI_LOG_LEVEL as LogLevel) in ORDER ? (process.env.VAI_LOG_LEVEL as LogLevel) : 'info';
-
-export function setLogLevel(level: LogLevel): void {
-  minLevel = level;
-}
+/** VAI_LOG_LEVEL=debug shows every step (ssh link ready, probes); the default is info. */
+const minLevel: LogLevel = (process.env.VAI_LOG_LEVEL as LogLevel) in ORDER ? (process.env.VAI_LOG_LEVEL as LogLevel) : 'info';
 
 export interface Logger {
   debug(msg: string): void;

@@ -307,9 +307,7 @@ export class Supervisor implements VaiApi {
   private startWatch(id: string): void {
     if (this.watches.has(id) || this.closing) return;
     this.watches.add(id);
-    this.watch(id)
-      .catch((err) => this.log().error(`${id}: watch failed: ${toVaiError(err).message}`))
-      .finally(() => this.watches.delete(id));
+    this.watch(id).finally(() => this.watches.delete(id));
   }
 
   /** Waits for the next change of an instance (or its tunnel), at most `ms`. */
@@ -334,56 +332,72 @@ export class Supervisor implements VaiApi {
    * The ready deadline is enforced by the sweeper, not here, so it also holds while this waits.
    */
   private async watch(id: string): Promise<void> {
-    let authRetryAt = 0;
+    const state = { authRetryAt: 0 };
     while (!this.closing) {
       const rec = this.store.instances.get(id);
       if (!rec || isSettled(rec.status)) return;
       const provider = this.provider(rec.provider);
-      const env = this.watchEnv.get(id) ?? this.ownEnv;
-      let st;
       try {
-        st = await provider.status(rec, this.ctx(env));
+        if (await this.watchStep(rec, provider, state)) return;
       } catch (err) {
-        await this.update(id, { status_message: `status check failed, retrying: ${toVaiError(err).message}` });
+        // Never give up on a box that may be billing: report, wait, try again. The ready
+        // deadline still ends it.
+        const msg = toVaiError(err).message;
+        this.log().warn(`${id}: provisioning step failed, retrying: ${msg}`);
+        await this.update(id, { status_message: `retrying after: ${msg}` }).catch(() => undefined);
         await sleep(Math.max(provider.pollIntervalMs, 2000));
         continue;
-      }
-      if (!this.store.instances.has(id)) return;
-      if (st.status === 'failed') {
-        await this.failInstance(id, st.message ?? 'the provider reports the box failed');
-        return;
-      }
-      await this.update(id, {
-        status: st.status === 'ready' ? 'running' : st.status,
-        ...(st.ssh ? { ssh: st.ssh } : {}),
-        ...(st.message ? { status_message: st.message } : {}),
-      });
-      if (st.status === 'running' || st.status === 'ready') {
-        const ready = await this.checkReady(id, env, () => {
-          authRetryAt = Date.now() + 3000;
-        }, authRetryAt);
-        if (ready) {
-          await this.update(id, { status: 'ready', ready_at: nowIso(), ready_deadline: undefined, status_message: `ready at ${this.tunnels.get(id)?.url}` });
-          return;
-        }
       }
       await this.nextChange(id, provider.pollIntervalMs);
     }
   }
 
+  /** One round of a watch. True when the watch is over (ready, failed or gone). */
+  private async watchStep(rec: InstanceRecord, provider: Provider, state: { authRetryAt: number }): Promise<boolean> {
+    const id = rec.instance_id;
+    const env = this.watchEnv.get(id) ?? this.ownEnv;
+    const st = await provider.status(rec, this.ctx(env));
+    if (!this.store.instances.has(id)) return true;
+    if (st.status === 'failed') {
+      await this.failInstance(id, st.message ?? 'the provider reports the box failed');
+      return true;
+    }
+    await this.update(id, {
+      status: st.status === 'ready' ? 'running' : st.status,
+      ...(st.ssh ? { ssh: st.ssh } : {}),
+      ...(st.message ? { status_message: st.message } : {}),
+    });
+    if (st.status === 'running' || st.status === 'ready') {
+      const tunnel = this.tunnels.get(id);
+      if (tunnel?.state === 'failed') {
+        // A fresh box's sshd may refuse the key for a moment while it installs it: for boxes
+        // vai-mcp made, retry auth every few seconds until the deadline. Anything else
+        // (a host key, a machine that is not ours) will not heal by waiting.
+        const reason = tunnel.stats().last_error ?? 'the tunnel failed';
+        if (!provider.failsafeDestroy || !/authentication/i.test(reason)) {
+          await this.failInstance(id, reason);
+          return true;
+        }
+        if (Date.now() >= state.authRetryAt) {
+          state.authRetryAt = Date.now() + 3000;
+          await this.ensureTunnel(rec, env, { restore: true });
+        }
+      }
+      if (await this.checkReady(id, env)) {
+        await this.update(id, { status: 'ready', ready_at: nowIso(), ready_deadline: undefined, status_message: `ready at ${this.tunnels.get(id)?.url}` });
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** One readiness check of a running box. Opens the tunnel when needed. */
-  private async checkReady(id: string, env: RequestEnv, onAuthFailure: () => void, authRetryAt: number): Promise<boolean> {
+  private async checkReady(id: string, env: RequestEnv): Promise<boolean> {
     const rec = this.store.instances.get(id);
     if (!rec?.ssh) return false;
     let tunnel = this.tunnels.get(id);
     const stale = tunnel && (tunnel.ssh.host !== rec.ssh.host || tunnel.ssh.port !== rec.ssh.port);
-    // A box's sshd may refuse the key for a moment while it installs it: retry auth failures
-    // until the deadline. Host-key and port problems are left as they are for the user.
-    const retryAuth = tunnel?.state === 'failed' && /authentication/i.test(tunnel.stats().last_error ?? '') && Date.now() >= authRetryAt;
-    if (!tunnel || stale || retryAuth) {
-      if (retryAuth) onAuthFailure();
-      tunnel = await this.ensureTunnel(rec, env, { restore: true });
-    }
+    if (!tunnel || stale) tunnel = await this.ensureTunnel(rec, env, { restore: true });
     if (tunnel.state !== 'up') return false;
     if (!this.provider(rec.provider).checksComfy) return true;
     try {
@@ -660,7 +674,12 @@ export class Supervisor implements VaiApi {
     }
     const tunnel = await this.ensureTunnel(rec, env, { port: p.port, resetHostKey: p.reset_host_key });
     const state = await tunnel.waitFor(['up', 'remote_down', 'failed', 'port_conflict', 'stopped'], OPEN_WAIT_MS).catch(() => tunnel.state);
-    if (!isSettled(rec.status)) this.startWatch(rec.instance_id);
+    // A registered box that failed (say, a refused key) gets another chance once its tunnel works.
+    if (rec.status === 'failed' && state !== 'failed') await this.update(rec.instance_id, { status: 'running', status_message: 'tunnel re-opened' });
+    if (!isSettled(this.record(rec.instance_id).status)) {
+      this.watchEnv.set(rec.instance_id, env);
+      this.startWatch(rec.instance_id);
+    }
     if (state === 'failed' || state === 'port_conflict') {
       throw failure(`The tunnel of ${rec.instance_id} could not be opened: ${tunnel.stats().last_error}`, undefined, `tunnel_${state}`);
     }

@@ -26,10 +26,23 @@ import type { BoxStatus, CreatedBox, Provider, ProviderContext } from './provide
 type Simulate = NonNullable<Config['instance_config']['simulate']>;
 const NO_SIMULATION: Simulate = { start_delay_s: 0, fail: 'never' };
 
+/**
+ * An ed25519 key pair in OpenSSH format that ssh2 itself can read back. ssh2 1.17's
+ * generateKeyPairSync writes a private key its own parser rejects ("Malformed OpenSSH private
+ * key") about 4 times in 1000, which would leave a box that never boots: check, and make another.
+ */
+export function generateKeyPair(comment: string): { private: string; public: string } {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment });
+    if (!(ssh2.utils.parseKey(pair.private) instanceof Error)) return pair;
+  }
+  throw new Error('could not generate an ed25519 key pair that ssh2 can read');
+}
+
 /** Writes a key pair once (0600) and returns the private key path. */
 function ensureKeyPair(privatePath: string, comment: string): string {
   if (!existsSync(privatePath)) {
-    const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment });
+    const pair = generateKeyPair(comment);
     writeFileSync(privatePath, pair.private, { mode: 0o600 });
     writeFileSync(`${privatePath}.pub`, pair.public + '\n', { mode: 0o600 });
   }
@@ -175,15 +188,12 @@ export class LocalProvider implements Provider {
     const sim = this.simulate(rec);
     if (this.bootRemainingMs(rec) > 0) return { status: 'loading', message: `booting (simulated start delay ${sim.start_delay_s} s)` };
     if (sim.fail === 'boot') return { status: 'failed', message: 'the simulated box failed to boot (simulate.fail = "boot")' };
-    let box = this.boxes.get(rec.instance_id);
-    if (!box) {
-      const hostKey = readFileSync(path.join(this.boxDir(rec.instance_id), 'ssh_host_ed25519_key'));
-      box = new SimulatedBox(rec.instance_id, hostKey, this.key(), rec.remote_port, sim, this.log.child(rec.instance_id));
-      this.boxes.set(rec.instance_id, box);
-      const port = await box.start(rec.ssh?.port);
-      return { status: 'running', ssh: { host: '127.0.0.1', port, user: 'root' }, message: `ssh server on 127.0.0.1:${port}` };
-    }
-    return { status: 'running', ssh: rec.ssh };
+    if (this.boxes.has(rec.instance_id)) return { status: 'running', ssh: rec.ssh };
+    const hostKey = readFileSync(path.join(this.boxDir(rec.instance_id), 'ssh_host_ed25519_key'));
+    const box = new SimulatedBox(rec.instance_id, hostKey, this.key(), rec.remote_port, sim, this.log.child(rec.instance_id));
+    const port = await box.start(rec.ssh?.port); // throws: the watch reports it and tries again
+    this.boxes.set(rec.instance_id, box);
+    return { status: 'running', ssh: { host: '127.0.0.1', port, user: 'root' }, message: `ssh server on 127.0.0.1:${port}` };
   }
 
   status(rec: InstanceRecord): Promise<BoxStatus> {

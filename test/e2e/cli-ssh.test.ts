@@ -3,7 +3,7 @@
  * app behind it, states a user sees, host-key reset, and a passphrase that travels with the request.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSandbox, waitUntil, type Sandbox } from '../helpers/cli.js';
@@ -111,6 +111,24 @@ describe('the ssh provider through the CLI, against a real sshd', () => {
     expect(reset.local_port).toBe(t!.local_port);
     expect((await httpGet(reset.local_port, '/id')).body).toBe('box-behind-sshd');
     await sb.cli(['destroy', id, '--yes']);
+  });
+
+  it('a refused key fails the create at once with the reason; once authorized, `tunnel <id>` makes it ready', async () => {
+    const stranger = sshd.addUserKey({ authorize: false, name: 'stranger' });
+    const t0 = Date.now();
+    const r = await sb.cli(['create', config('stranger.json', { ssh_key_path: stranger }), '--json']);
+    expect(r.code).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(15_000); // not the 1800 s ready deadline
+    const [inst] = JSON.parse(r.stdout) as (InstanceJson & { status_message: string })[];
+    expect(inst!.status).toBe('failed');
+    expect(inst!.status_message).toMatch(/authentication .* was refused/i);
+    expect(r.stderr).toMatch(/did not become ready/);
+    // The user authorizes the key on the machine and re-opens the tunnel.
+    appendFileSync(path.join(sshd.dir, 'authorized_keys'), readFileSync(`${stranger}.pub`));
+    const t = await sb.json<TunnelJson>(['tunnel', inst!.instance_id, '--json']);
+    expect(t.state).toBe('up');
+    await waitUntil('ready', async () => (await sb.json<InstanceJson[]>(['list', '--json'])).find((i) => i.instance_id === inst!.instance_id)?.status === 'ready', 10_000, 200);
+    await sb.cli(['destroy', inst!.instance_id, '--yes']);
   });
 
   it('falls back to the ssh agent (SSH_AUTH_SOCK) when there is no key file', async () => {

@@ -46,10 +46,18 @@ export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
+    const timeoutMs = opts.timeoutMs ?? 45_000; // under the test timeout, so this error (with output) is what shows
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${path.basename(args[0] ?? cmd)} ${args.slice(1).join(' ')} did not finish within ${opts.timeoutMs ?? 60_000} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, opts.timeoutMs ?? 60_000);
+      const home = opts.env?.VAI_HOME;
+      let log = '';
+      try {
+        if (home) log = readFileSync(path.join(home, 'supervisor.log'), 'utf8').slice(-6000);
+      } catch {
+        // no log yet
+      }
+      reject(new Error(`${path.basename(args[0] ?? cmd)} ${args.slice(1).join(' ')} did not finish within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}\nsupervisor log (tail):\n${log}`));
+    }, timeoutMs);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
