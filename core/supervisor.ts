@@ -13,7 +13,7 @@ import type {
 } from './api.js';
 import { isSettled } from './api.js';
 import { getSystemStats } from './comfy/client.js';
-import { parseConfig, resolveConfigPaths, type Config, type ProviderName } from './config.js';
+import { parseConfig, resolveConfigPaths, type ProviderName } from './config.js';
 import { badInput, failure, toVaiError, unknownInstance, VaiError } from './errors.js';
 import { addSecret, type Logger } from './log.js';
 import { Mutex } from './mutex.js';

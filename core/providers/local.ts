@@ -21,7 +21,7 @@ import type { Logger } from '../log.js';
 import { homeFiles } from '../paths.js';
 import { loadPrivateKey, type SshAuth } from '../ssh-auth.js';
 import type { InstanceRecord } from '../state.js';
-import type { BoxStatus, CreatedBox, Provider, ProviderContext } from './provider.js';
+import type { BoxStatus, CreatedBox, Provider } from './provider.js';
 
 type Simulate = NonNullable<Config['instance_config']['simulate']>;
 const NO_SIMULATION: Simulate = { start_delay_s: 0, fail: 'never' };

@@ -1,29 +1,24 @@
-/** What a process listens on, read from /proc (Linux): to check that nothing binds a wildcard. */
+/** Listening TCP sockets, read from /proc (Linux): who listens where, without connecting. */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
+export interface ListeningSocket {
+  /** `127.0.0.1`, `[::1]`, `0.0.0.0`, `[::]`, ... */
+  address: string;
+  port: number;
+  inode: string;
+}
+
 function hexToAddress(hex: string, v6: boolean): string {
-  if (!v6) {
-    const n = hex.match(/../g)!.reverse().map((b) => parseInt(b, 16));
-    return n.join('.');
-  }
+  if (!v6) return hex.match(/../g)!.reverse().map((b) => parseInt(b, 16)).join('.');
   // /proc/net/tcp6 prints the address as four 32-bit words in host (little-endian) order.
   const words = hex.match(/.{8}/g)!.map((w) => w.match(/../g)!.reverse().join(''));
   const groups = words.join('').match(/.{4}/g)!.map((g) => g.replace(/^0+(?=.)/, ''));
   return `[${groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::')}]`;
 }
 
-/** `address:port` of every TCP socket in LISTEN state owned by `pid`. */
-export function listeningAddresses(pid: number): string[] {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m) inodes.add(m[1]!);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  const out: string[] = [];
+/** Every TCP socket in LISTEN state on this machine (IPv4 and IPv6). */
+export function listeningSockets(): ListeningSocket[] {
+  const out: ListeningSocket[] = [];
   for (const [file, v6] of [['/proc/net/tcp', false], ['/proc/net/tcp6', true]] as const) {
     let text = '';
     try {
@@ -33,12 +28,38 @@ export function listeningAddresses(pid: number): string[] {
     }
     for (const line of text.split('\n').slice(1)) {
       const cols = line.trim().split(/\s+/);
-      if (cols.length < 10 || cols[3] !== '0A' || !inodes.has(cols[9]!)) continue;
+      if (cols.length < 10 || cols[3] !== '0A') continue;
       const [addr, port] = cols[1]!.split(':');
-      out.push(`${hexToAddress(addr!, v6)}:${parseInt(port!, 16)}`);
+      out.push({ address: hexToAddress(addr!, v6), port: parseInt(port!, 16), inode: cols[9]! });
     }
   }
   return out;
+}
+
+/** Socket inodes a process holds open. */
+export function socketInodesOf(pid: number): Set<string> {
+  const inodes = new Set<string>();
+  let fds: string[] = [];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return inodes;
+  }
+  for (const fd of fds) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return inodes;
+}
+
+/** `address:port` of every TCP socket in LISTEN state owned by `pid`. */
+export function listeningAddresses(pid: number): string[] {
+  const mine = socketInodesOf(pid);
+  return listeningSockets().filter((s) => mine.has(s.inode)).map((s) => `${s.address}:${s.port}`);
 }
 
 export function isLoopback(address: string): boolean {

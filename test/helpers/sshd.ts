@@ -13,10 +13,11 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { listeningSockets, socketInodesOf } from './sockets.js';
 
 /** Absolute, so a PATH without /usr/sbin (or a different sshd on it) does not matter. */
 export const SSHD_PATH = '/usr/sbin/sshd';
@@ -208,45 +209,10 @@ function signalAll(pids: Iterable<number>, sig: NodeJS.Signals): void {
   }
 }
 
-/** Socket inodes in LISTEN state on `port` (IPv4 and IPv6). */
-function listeningInodes(port: number): Set<string> {
-  const out = new Set<string>();
-  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols.length < 10 || cols[3] !== '0A') continue;
-      if (cols[1]!.split(':')[1] === hexPort) out.add(cols[9]!);
-    }
-  }
-  return out;
-}
-
 /** True once `pid` holds a socket listening on `port`: it accepts connections, and we made none. */
 function listensOn(pid: number, port: number): boolean {
-  const inodes = listeningInodes(port);
-  if (inodes.size === 0) return false;
-  let fds: string[];
-  try {
-    fds = readdirSync(`/proc/${pid}/fd`);
-  } catch {
-    return false;
-  }
-  for (const fd of fds) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m && inodes.has(m[1]!)) return true;
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return false;
+  const mine = socketInodesOf(pid);
+  return listeningSockets().some((s) => s.port === port && mine.has(s.inode));
 }
 
 async function waitUntil(what: string, check: () => boolean, timeoutMs: number, stepMs = 20): Promise<void> {

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { VaiError } from '../../core/errors.js';
+import { badInputOf } from '../helpers/errors.js';
 import { loadSettings, REQUEST_ENV_KEYS, requestEnvFrom } from '../../core/settings.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'vai-settings-unit-'));
@@ -24,18 +24,6 @@ function vaiHome(settings?: unknown): string {
   return h;
 }
 
-function badInputOf(fn: () => unknown): VaiError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  if (thrown === undefined) throw new Error('expected a VaiError, but the call succeeded');
-  expect(thrown).toBeInstanceOf(VaiError);
-  expect((thrown as VaiError).exitCode).toBe(2);
-  return thrown as VaiError;
-}
 
 const saved = new Map<string, string | undefined>();
 function setProcessEnv(name: string, value: string | undefined): void {

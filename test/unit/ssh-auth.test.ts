@@ -9,7 +9,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VaiError } from '../../core/errors.js';
+import type { VaiError } from '../../core/errors.js';
+import { badInputOf } from '../helpers/errors.js';
 import { DEFAULT_KEY_NAMES, fingerprint, loadPrivateKey, resolveAuth } from '../../core/ssh-auth.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'vai-sshauth-unit-'));
@@ -32,17 +33,10 @@ function pubBlob(privatePath: string): Buffer {
   return Buffer.from(readFileSync(`${privatePath}.pub`, 'utf8').trim().split(/\s+/)[1]!, 'base64');
 }
 
-function badInputOf(fn: () => unknown): VaiError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  if (thrown === undefined) throw new Error('expected a VaiError, but the call succeeded');
-  expect(thrown).toBeInstanceOf(VaiError);
-  const e = thrown as VaiError;
-  expect(e.exitCode).toBe(2);
+
+/** A key error: bad input whose hint says what to do. */
+function keyErrorOf(fn: () => unknown): VaiError {
+  const e = badInputOf(fn);
   expect(e.hint, 'a hint that says what to do').toBeTruthy();
   return e;
 }
@@ -86,7 +80,7 @@ describe('loadPrivateKey: keys that load', () => {
 describe('loadPrivateKey: refusals are exit 2, name the file, and say what to do', () => {
   it('a missing file', () => {
     const missing = path.join(root, 'keys', 'does-not-exist');
-    const e = badInputOf(() => loadPrivateKey(missing));
+    const e = keyErrorOf(() => loadPrivateKey(missing));
     expect(e.message).toContain(missing);
     expect(e.message).toMatch(/does not exist/);
     expect(e.hint).toMatch(/ssh_key_path|ssh-keygen/);
@@ -94,7 +88,7 @@ describe('loadPrivateKey: refusals are exit 2, name the file, and say what to do
 
   it('a folder', () => {
     const folder = path.join(root, 'keys');
-    const e = badInputOf(() => loadPrivateKey(folder));
+    const e = keyErrorOf(() => loadPrivateKey(folder));
     expect(e.message).toContain(folder);
     expect(e.message).toMatch(/folder/);
     expect(e.hint).toMatch(/ssh_key_path|ssh-keygen/);
@@ -102,7 +96,7 @@ describe('loadPrivateKey: refusals are exit 2, name the file, and say what to do
 
   it('a public key', () => {
     const pub = `${plain}.pub`;
-    const e = badInputOf(() => loadPrivateKey(pub));
+    const e = keyErrorOf(() => loadPrivateKey(pub));
     expect(e.message).toContain(pub);
     expect(e.message).toMatch(/public key/);
     expect(e.hint).toMatch(/private key|\.pub/);
@@ -110,7 +104,7 @@ describe('loadPrivateKey: refusals are exit 2, name the file, and say what to do
 
   it('an encrypted key without a passphrase', () => {
     for (const none of [undefined, '']) {
-      const e = badInputOf(() => loadPrivateKey(encrypted, none));
+      const e = keyErrorOf(() => loadPrivateKey(encrypted, none));
       expect(e.message).toContain(encrypted);
       expect(e.message).toMatch(/encrypted/);
       expect(e.hint).toContain('VAI_SSH_PASSPHRASE');
@@ -119,7 +113,7 @@ describe('loadPrivateKey: refusals are exit 2, name the file, and say what to do
 
   it('an encrypted key with a wrong passphrase, without showing the passphrase', () => {
     const wrong = 'open-barley-9931';
-    const e = badInputOf(() => loadPrivateKey(encrypted, wrong));
+    const e = keyErrorOf(() => loadPrivateKey(encrypted, wrong));
     expect(e.message).toContain(encrypted);
     expect(e.message).toMatch(/passphrase/);
     expect(e.message).toMatch(/wrong/);
@@ -131,7 +125,7 @@ describe('loadPrivateKey: refusals are exit 2, name the file, and say what to do
   it('a file that is not a key at all', () => {
     const junk = path.join(root, 'keys', 'junk');
     writeFileSync(junk, 'not a key\n');
-    const e = badInputOf(() => loadPrivateKey(junk));
+    const e = keyErrorOf(() => loadPrivateKey(junk));
     expect(e.message).toContain(junk);
   });
 });
@@ -192,7 +186,7 @@ describe('resolveAuth', () => {
   it('is an exit-2 error naming what was looked for when there is no key and no agent', () => {
     const home = emptyHome();
     for (const agentSocket of [undefined, '']) {
-      const e = badInputOf(() => resolveAuth({ homeDir: home, agentSocket }));
+      const e = keyErrorOf(() => resolveAuth({ homeDir: home, agentSocket }));
       for (const name of DEFAULT_KEY_NAMES) expect(e.message).toContain(name);
       expect(e.message).toMatch(/agent/);
       expect(e.hint).toMatch(/ssh_key_path|ssh-keygen/);
@@ -209,12 +203,12 @@ describe('resolveAuth', () => {
     const home = emptyHome();
     keygen(path.join(home, '.ssh', 'id_ed25519'));
     const missing = path.join(home, 'typo_key');
-    const e = badInputOf(() => resolveAuth({ homeDir: home, keyPath: missing, agentSocket: '/tmp/a.sock' }));
+    const e = keyErrorOf(() => resolveAuth({ homeDir: home, keyPath: missing, agentSocket: '/tmp/a.sock' }));
     expect(e.message).toContain(missing);
   });
 
   it('refuses an encrypted explicit key without a passphrase, naming it', () => {
-    const e = badInputOf(() => resolveAuth({ homeDir: emptyHome(), keyPath: encrypted }));
+    const e = keyErrorOf(() => resolveAuth({ homeDir: emptyHome(), keyPath: encrypted }));
     expect(e.message).toContain(encrypted);
     expect(e.hint).toContain('VAI_SSH_PASSPHRASE');
   });
