@@ -51,12 +51,14 @@ export function instancesTable(instances: InstanceView[]): string {
     i.tunnel ? String(i.tunnel.local_port) : '-',
     i.tunnel ? i.tunnel.state : '-',
     money(i.dph_total),
+    i.cost_so_far === null ? '-' : `$${i.cost_so_far.toFixed(2)}`,
     i.label,
   ]);
   const priced = instances.reduce((sum, i) => sum + (i.dph_total ?? 0), 0);
+  const spent = instances.reduce((sum, i) => sum + (i.cost_so_far ?? 0), 0);
   const ready = instances.filter((i) => i.status === 'ready').length;
-  const total = `Total: ${instances.length} instance${instances.length === 1 ? '' : 's'}, ${ready} ready, ${money(priced)}`;
-  return `${table(['INSTANCE', 'PROVIDER', 'STATUS', 'SSH HOST:PORT', 'LOCAL PORT', 'TUNNEL', 'PRICE', 'LABEL'], rows)}\n${total}`;
+  const total = `Total: ${instances.length} instance${instances.length === 1 ? '' : 's'}, ${ready} ready, ${money(priced)}, about $${spent.toFixed(2)} so far`;
+  return `${table(['INSTANCE', 'PROVIDER', 'STATUS', 'SSH HOST:PORT', 'LOCAL PORT', 'TUNNEL', 'PRICE', 'COST SO FAR', 'LABEL'], rows)}\n${total}`;
 }
 
 /** Prints an error as a person reads it: the message, then what to do. */

@@ -10,11 +10,15 @@ import { VERSION } from '../core/version.js';
 import { closeSupervisor } from './client.js';
 import { registerDaemonCommands } from './commands/daemon.js';
 import { registerInstanceCommands } from './commands/instances.js';
+import { registerLifecycleCommands } from './commands/lifecycle.js';
+import { registerOfferCommands } from './commands/offers.js';
 import { registerTunnelCommands } from './commands/tunnels.js';
 import { printError } from './format.js';
 
 const cli = cac('vai-mcp-cli');
 registerInstanceCommands(cli);
+registerLifecycleCommands(cli);
+registerOfferCommands(cli);
 registerTunnelCommands(cli);
 registerDaemonCommands(cli);
 cli.usage(`<command> [options]

@@ -18,7 +18,8 @@ export interface TunnelView {
   ssh_host: string;
   ssh_port: number;
   ssh_user: string;
-  state: TunnelState;
+  /** `up` when traffic flows; `closed` when its box stopped or went away (last_error says which). */
+  state: TunnelState | 'closed';
   last_error: string | null;
   created_at: string;
   since: string;
@@ -36,6 +37,8 @@ export interface InstanceView {
   label: string;
   /** $/hour where the provider has a price, else null. */
   dph_total: number | null;
+  /** Estimated $ spent so far (dph_total times the hours since it was created), else null. */
+  cost_so_far: number | null;
   created_at: string;
   ready_at: string | null;
   status_message: string | null;
@@ -103,6 +106,28 @@ export interface SshKeyReport {
   error: string | null;
 }
 
+export interface OfferView {
+  offer_id: number;
+  gpu_name: string;
+  num_gpus: number;
+  gpu_ram_gb: number | null;
+  /** $/hour billed, storage for the config's disk_size included. */
+  dph_total: number;
+  /** $/GB to download to the box, counted in the ranking (models are downloaded once). */
+  inet_down_cost: number | null;
+  inet_down_mbps: number | null;
+  inet_up_mbps: number | null;
+  reliability: number | null;
+  geolocation: string | null;
+  disk_space_gb: number | null;
+  direct_ssh: boolean;
+}
+
+export interface SearchResult {
+  offers: OfferView[];
+  max_price_per_hour: number;
+}
+
 export interface DaemonStatus {
   pid: number;
   version: string;
@@ -144,6 +169,13 @@ export interface VaiApi {
   destroyInstance(p: { instance_id: string }, o?: CallOptions): Promise<DestroyResult>;
   destroyAll(p: Record<string, never>, o?: CallOptions): Promise<DestroyResult[]>;
   sshKey(p: { key_path?: string }, o?: CallOptions): Promise<SshKeyReport>;
+  /** Pauses a box: its tunnel closes, a paid box still bills storage. */
+  stopInstance(p: { instance_id: string }, o?: CallOptions): Promise<InstanceView>;
+  /** Resumes a stopped box; it comes up like a new one (watch it with waitForInstances). */
+  startInstance(p: { instance_id: string }, o?: CallOptions): Promise<InstanceView>;
+  instanceLogs(p: { instance_id: string }, o?: CallOptions): Promise<{ instance_id: string; log: string }>;
+  /** The offers a config would choose from, cheapest first (paid providers). */
+  searchOffers(p: { config: Config; limit?: number }, o?: CallOptions): Promise<SearchResult>;
   status(p: Record<string, never>, o?: CallOptions): Promise<DaemonStatus>;
   /** Ends the supervisor; records stay, the next start restores them (`daemon stop`, handover). */
   shutdown(p: { reason?: string }, o?: CallOptions): Promise<{ ok: true }>;
@@ -152,7 +184,8 @@ export interface VaiApi {
 export type ApiMethod = keyof VaiApi;
 export const API_METHODS: readonly ApiMethod[] = [
   'hello', 'createInstances', 'waitForInstances', 'listInstances', 'openTunnel', 'listTunnels',
-  'stopTunnel', 'stopAllTunnels', 'destroyInstance', 'destroyAll', 'sshKey', 'status', 'shutdown',
+  'stopTunnel', 'stopAllTunnels', 'destroyInstance', 'destroyAll', 'sshKey', 'stopInstance', 'startInstance',
+  'instanceLogs', 'searchOffers', 'status', 'shutdown',
 ];
 
 /** Settled: the box will not change on its own any more (ready, failed, stopped, destroyed). */

@@ -367,6 +367,10 @@ export class SupervisorClient implements VaiApi {
   destroyInstance: VaiApi['destroyInstance'] = (p, o) => this.call('destroyInstance', p, o);
   destroyAll: VaiApi['destroyAll'] = (p, o) => this.call('destroyAll', p, o);
   sshKey: VaiApi['sshKey'] = (p, o) => this.call('sshKey', p, o);
+  stopInstance: VaiApi['stopInstance'] = (p, o) => this.call('stopInstance', p, o);
+  startInstance: VaiApi['startInstance'] = (p, o) => this.call('startInstance', p, o);
+  instanceLogs: VaiApi['instanceLogs'] = (p, o) => this.call('instanceLogs', p, o);
+  searchOffers: VaiApi['searchOffers'] = (p, o) => this.call('searchOffers', p, o);
   status: VaiApi['status'] = (p, o) => this.call('status', p, o);
   shutdown: VaiApi['shutdown'] = (p, o) => this.call('shutdown', p, o);
 }

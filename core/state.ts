@@ -64,6 +64,7 @@ export interface PortLease {
 /** A create request with an idempotency key (MCP `request_id`). */
 export interface RequestRecord {
   request_id: string;
+  provider: ProviderName;
   /** A digest of the config and count: the same id with another config is an error. */
   fingerprint: string;
   instance_ids: string[];

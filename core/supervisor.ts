@@ -9,11 +9,11 @@ import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type {
   CallOptions, CreateParams, DaemonStatus, DestroyResult, HelloParams, HelloResult, InstanceView,
-  OpenTunnelParams, SshKeyReport, StopTunnelResult, TunnelView, VaiApi, WaitParams,
+  OfferView, OpenTunnelParams, SearchResult, SshKeyReport, StopTunnelResult, TunnelView, VaiApi, WaitParams,
 } from './api.js';
 import { isSettled } from './api.js';
 import { getSystemStats } from './comfy/client.js';
-import { parseConfig, resolveConfigPaths, type ProviderName } from './config.js';
+import { parseConfig, resolveConfigPaths, type Config, type ProviderName } from './config.js';
 import { badInput, failure, toVaiError, unknownInstance, VaiError } from './errors.js';
 import { addSecret, type Logger } from './log.js';
 import { Mutex } from './mutex.js';
@@ -22,10 +22,11 @@ import { PortAllocator } from './ports.js';
 import { LocalProvider } from './providers/local.js';
 import type { Provider, ProviderContext } from './providers/provider.js';
 import { SshProvider } from './providers/ssh.js';
-import { findVastApiKey, VastApi } from './providers/vast-api.js';
+import { findVastApiKey, VastApi, type VastOffer } from './providers/vast-api.js';
+import { VastProvider } from './providers/vast.js';
 import { loadSettings, requestEnvFrom, type RequestEnv, type Settings } from './settings.js';
 import { defaultKeyCandidates, describeAuth, loadPrivateKey, resolveAuth } from './ssh-auth.js';
-import { StateStore, type InstanceRecord, type TunnelRecord } from './state.js';
+import { StateStore, type InstanceRecord, type RequestRecord, type TunnelRecord } from './state.js';
 import { Tunnel, type HostKeyVerdict, type TunnelState } from './tunnel.js';
 import { compareVersions, VERSION } from './version.js';
 
@@ -44,6 +45,10 @@ const MAX_COUNT = 10;
 /** How long `openTunnel` waits for a tunnel to settle before answering with its current state. */
 const OPEN_WAIT_MS = 20_000;
 const DEADLINE_SWEEP_MS = 1_000;
+/** A failsafe or lifetime destroy that failed is tried again this much later. */
+const DEADLINE_RETRY_MS = 10_000;
+/** How often the provisioning log of a box that is not ready yet is read for progress. */
+const PROVISIONING_LOG_MS = 5_000;
 /** Destroyed boxes remembered for late waiters; older ones read as plainly "destroyed". */
 const MAX_OUTCOMES = 1_000;
 
@@ -59,8 +64,13 @@ export class Supervisor implements VaiApi {
   private readonly providers: Partial<Record<ProviderName, Provider>>;
   private readonly ports: PortAllocator;
   private readonly tunnels = new Map<string, Tunnel>();
-  /** Why a recorded tunnel has no live Tunnel (e.g. its key could not be loaded at restore). */
-  private readonly tunnelErrors = new Map<string, string>();
+  /**
+   * Recorded tunnels without a live Tunnel, and why: `failed` (say, its key could not be loaded
+   * at a restore) or `closed` (its box stopped or vanished). They show in `tunnel --list`.
+   */
+  private readonly parked = new Map<string, { state: 'failed' | 'closed'; reason: string }>();
+  /** When each ready box that the provider watches is next checked (ms). */
+  private readonly censusAt = new Map<string, number>();
   private readonly watches = new Set<string>();
   /** The environment of the request that created a box, for its provisioning watch. */
   private readonly watchEnv = new Map<string, RequestEnv>();
@@ -85,6 +95,7 @@ export class Supervisor implements VaiApi {
     this.providers = {
       local: new LocalProvider(opts.home, () => store.nextId('local'), opts.log.child('local')),
       ssh: new SshProvider(() => store.nextId('ssh')),
+      vast: new VastProvider(),
     };
   }
 
@@ -165,8 +176,8 @@ export class Supervisor implements VaiApi {
       ssh_host: rec.ssh.host,
       ssh_port: rec.ssh.port,
       ssh_user: rec.ssh.user,
-      state: stats?.state ?? 'failed',
-      last_error: stats ? stats.last_error : (this.tunnelErrors.get(id) ?? 'not running'),
+      state: stats?.state ?? this.parked.get(id)?.state ?? 'failed',
+      last_error: stats ? stats.last_error : (this.parked.get(id)?.reason ?? 'not running'),
       created_at: rec.created_at,
       since: stats?.since ?? rec.created_at,
       bytes_in: stats?.bytes_in ?? 0,
@@ -182,6 +193,7 @@ export class Supervisor implements VaiApi {
       status: rec.status,
       label: rec.label,
       dph_total: rec.dph_total ?? null,
+      cost_so_far: rec.dph_total === undefined ? null : Math.round(rec.dph_total * ((Date.now() - Date.parse(rec.created_at)) / 3_600_000) * 1000) / 1000,
       created_at: rec.created_at,
       ready_at: rec.ready_at ?? null,
       status_message: rec.status_message ?? null,
@@ -264,7 +276,7 @@ export class Supervisor implements VaiApi {
         created_at: prev && prev.local_port === port ? prev.created_at : nowIso(),
       };
       await this.store.tunnels.set(id, trec);
-      this.tunnelErrors.delete(id);
+      this.parked.delete(id);
       const tunnel = new Tunnel({
         instanceId: id,
         localPort: port,
@@ -291,7 +303,7 @@ export class Supervisor implements VaiApi {
     return this.lock(id).run(async () => {
       const tunnel = this.tunnels.get(id);
       this.tunnels.delete(id);
-      this.tunnelErrors.delete(id);
+      this.parked.delete(id);
       await tunnel?.stop();
       const trec = this.store.tunnels.get(id);
       if (trec) await this.store.tunnels.delete(id);
@@ -299,6 +311,22 @@ export class Supervisor implements VaiApi {
       await this.ports.release(id);
       this.events.emit('change', id);
       return port;
+    });
+  }
+
+  /**
+   * Closes a tunnel whose box went away or stopped, keeping it listed with the reason (the port
+   * is released: nothing could answer on it).
+   */
+  private parkTunnel(id: string, reason: string): Promise<void> {
+    return this.lock(id).run(async () => {
+      const tunnel = this.tunnels.get(id);
+      this.tunnels.delete(id);
+      await tunnel?.stop();
+      await this.ports.release(id);
+      if (this.store.tunnels.has(id)) this.parked.set(id, { state: 'closed', reason });
+      this.log().info(`${id}: tunnel closed: ${reason}`);
+      this.events.emit('change', id);
     });
   }
 
@@ -332,7 +360,7 @@ export class Supervisor implements VaiApi {
    * The ready deadline is enforced by the sweeper, not here, so it also holds while this waits.
    */
   private async watch(id: string): Promise<void> {
-    const state = { authRetryAt: 0 };
+    const state = { authRetryAt: 0, progressAt: 0 };
     while (!this.closing) {
       const rec = this.store.instances.get(id);
       if (!rec || isSettled(rec.status)) return;
@@ -353,7 +381,7 @@ export class Supervisor implements VaiApi {
   }
 
   /** One round of a watch. True when the watch is over (ready, failed or gone). */
-  private async watchStep(rec: InstanceRecord, provider: Provider, state: { authRetryAt: number }): Promise<boolean> {
+  private async watchStep(rec: InstanceRecord, provider: Provider, state: { authRetryAt: number; progressAt: number }): Promise<boolean> {
     const id = rec.instance_id;
     const env = this.watchEnv.get(id) ?? this.ownEnv;
     const st = await provider.status(rec, this.ctx(env));
@@ -387,8 +415,22 @@ export class Supervisor implements VaiApi {
         await this.update(id, { status: 'ready', ready_at: nowIso(), ready_deadline: undefined, status_message: `ready at ${this.tunnels.get(id)?.url}` });
         return true;
       }
+      await this.showProvisioning(id, provider, state);
     }
     return false;
+  }
+
+  /**
+   * Between "running" and ComfyUI answering, a provisioning script may download models for many
+   * minutes: show the tail of the box's own log, so a waiting agent sees work happening.
+   */
+  private async showProvisioning(id: string, provider: Provider, state: { progressAt: number }): Promise<void> {
+    const tunnel = this.tunnels.get(id);
+    if (!provider.progressCommand || tunnel?.state !== 'up' || Date.now() < state.progressAt) return;
+    state.progressAt = Date.now() + PROVISIONING_LOG_MS;
+    const out = await tunnel.exec(provider.progressCommand).catch(() => '');
+    const last = out.split('\n').map((l) => l.trim()).filter(Boolean).pop();
+    if (last) await this.update(id, { status_message: `provisioning: ${last.slice(0, 200)}` });
   }
 
   /** One readiness check of a running box. Opens the tunnel when needed. */
@@ -436,19 +478,44 @@ export class Supervisor implements VaiApi {
   private async sweepOnce(): Promise<void> {
     const now = Date.now();
     for (const rec of this.store.instances.values()) {
+      const id = rec.instance_id;
+      const provider = this.providers[rec.provider];
+      const env = this.watchEnv.get(id) ?? this.ownEnv;
       if (rec.ready_deadline && rec.status !== 'ready' && rec.status !== 'failed' && Date.parse(rec.ready_deadline) <= now) {
         const timeout = rec.config.instance_config.ready_timeout_s;
-        const tunnel = this.tunnels.get(rec.instance_id)?.stats();
-        const detail = tunnel?.last_error ?? rec.status_message ?? rec.status;
-        await this.update(rec.instance_id, { ready_deadline: undefined });
-        await this.failInstance(rec.instance_id, `not ready within ready_timeout_s = ${timeout} s (last: ${detail})`).catch((err) =>
-          this.log().error(`${rec.instance_id}: failsafe failed: ${toVaiError(err).message}`));
+        const detail = this.tunnels.get(id)?.stats().last_error ?? rec.status_message ?? rec.status;
+        await this.failInstance(id, `not ready within ready_timeout_s = ${timeout} s (last: ${detail})`).then(
+          () => this.update(id, { ready_deadline: undefined }),
+          // The box may still bill: keep the deadline, try again shortly.
+          (err) => this.retryDeadline(id, 'ready_deadline', `failsafe destroy failed, retrying: ${toVaiError(err).message}`),
+        );
       } else if (rec.lifetime_deadline && Date.parse(rec.lifetime_deadline) <= now) {
         const limit = rec.config.instance_config.max_lifetime_s;
-        await this.update(rec.instance_id, { lifetime_deadline: undefined });
-        await this.destroy(rec.instance_id, this.ownEnv, `max_lifetime_s = ${limit} s reached; the box was destroyed`).catch((err) =>
-          this.log().error(`${rec.instance_id}: lifetime destroy failed: ${toVaiError(err).message}`));
+        await this.destroy(id, env, `max_lifetime_s = ${limit} s reached; the box was destroyed`).catch((err) =>
+          this.retryDeadline(id, 'lifetime_deadline', `lifetime destroy failed, retrying: ${toVaiError(err).message}`));
+      } else if (rec.status === 'ready' && provider?.censusIntervalMs && now >= (this.censusAt.get(id) ?? 0)) {
+        this.censusAt.set(id, now + provider.censusIntervalMs);
+        await this.census(rec, provider, env).catch((err) => this.log().warn(`${id}: check failed: ${toVaiError(err).message}`));
       }
+    }
+  }
+
+  private async retryDeadline(id: string, which: 'ready_deadline' | 'lifetime_deadline', message: string): Promise<void> {
+    this.log().error(`${id}: ${message}`);
+    await this.update(id, { [which]: new Date(Date.now() + DEADLINE_RETRY_MS).toISOString(), status_message: message });
+  }
+
+  /** A ready box that stopped or vanished elsewhere: its tunnel is closed, with the reason shown. */
+  private async census(rec: InstanceRecord, provider: Provider, env: RequestEnv): Promise<void> {
+    const st = await provider.status(rec, this.ctx(env));
+    const id = rec.instance_id;
+    if (!this.store.instances.has(id) || this.store.instances.get(id)!.status !== 'ready') return;
+    if (st.status === 'stopped') {
+      await this.parkTunnel(id, `the box was stopped (outside vai-mcp); \`vai-mcp-cli start ${id}\` resumes it`);
+      await this.update(id, { status: 'stopped', status_message: 'stopped outside vai-mcp (storage still bills)' });
+    } else if (st.status === 'failed') {
+      await this.parkTunnel(id, `${st.message ?? 'the box failed'}; \`vai-mcp-cli destroy ${id}\` forgets it`);
+      await this.update(id, { status: 'failed', status_message: st.message ?? 'the box failed' });
     }
   }
 
@@ -483,7 +550,7 @@ export class Supervisor implements VaiApi {
     const env = this.ownEnv;
     for (const rec of this.store.instances.values()) {
       const provider = this.providers[rec.provider];
-      if (!provider?.restore || rec.status === 'failed') continue;
+      if (!provider?.restore || rec.status === 'failed' || rec.status === 'stopped') continue;
       try {
         const st = await provider.restore(rec, this.ctx(env));
         if (st.ssh) await this.update(rec.instance_id, { ssh: st.ssh });
@@ -503,7 +570,7 @@ export class Supervisor implements VaiApi {
         await this.ensureTunnel(rec, env, { restore: true });
       } catch (err) {
         const msg = toVaiError(err).message;
-        this.tunnelErrors.set(rec.instance_id, `${msg} Run \`vai-mcp-cli tunnel ${rec.instance_id}\` to reopen it.`);
+        this.parked.set(rec.instance_id, { state: 'failed', reason: `${msg} Run \`vai-mcp-cli tunnel ${rec.instance_id}\` to reopen it.` });
         this.log().error(`${rec.instance_id}: could not restore the tunnel: ${msg}`);
       }
     }
@@ -541,7 +608,7 @@ export class Supervisor implements VaiApi {
         if (prior.fingerprint !== fingerprint) {
           throw badInput(`request_id "${p.request_id}" was already used with a different config or count.`, 'Use a new request_id for a new request, or repeat the original one exactly.', 'request_id_reused');
         }
-        return prior.instance_ids.map((id) => this.store.instances.get(id) ? this.viewOf(id) : this.destroyedView(id, p.request_id!));
+        return prior.instance_ids.map((id) => this.store.instances.get(id) ? this.viewOf(id) : this.destroyedView(id, prior));
       }
     }
     provider.validate(config, ctx);
@@ -552,10 +619,12 @@ export class Supervisor implements VaiApi {
       }
     }
     const request = p.request_id ?? randomBytes(4).toString('hex');
+    // The whole request is planned (offers chosen under the price cap) before anything is rented.
+    const plan = provider.plan ? await provider.plan(config, count, ctx) : undefined;
     const created: string[] = [];
     try {
       for (let n = 1; n <= count; n++) {
-        const box = await provider.create({ config, label: `vai-mcp:${request}:${n}` }, ctx);
+        const box = await provider.create({ config, label: `vai-mcp:${request}:${n}`, n, plan }, ctx);
         const now = Date.now();
         const ic = config.instance_config;
         const rec: InstanceRecord = {
@@ -585,16 +654,16 @@ export class Supervisor implements VaiApi {
       throw new VaiError(`${e.message} (${created.length} of ${count} boxes were created before this: ${created.join(', ')}; they keep coming up)`, { hint: e.hint, exitCode: 1, code: e.code });
     } finally {
       if (p.request_id && created.length > 0) {
-        await this.store.requests.set(p.request_id, { request_id: p.request_id, fingerprint, instance_ids: created, created_at: nowIso() });
+        await this.store.requests.set(p.request_id, { request_id: p.request_id, provider: config.provider, fingerprint, instance_ids: created, created_at: nowIso() });
       }
     }
     return created.map((id) => this.viewOf(id));
   }
 
-  private destroyedView(id: string, requestId: string): InstanceView {
+  private destroyedView(id: string, request: RequestRecord): InstanceView {
     return this.outcomes.get(id) ?? {
-      instance_id: id, provider: 'local', status: 'destroyed', label: '', dph_total: null, created_at: '', ready_at: null,
-      status_message: 'destroyed', ssh_host: null, ssh_port: null, remote_port: 0, request_id: requestId, tunnel: null,
+      instance_id: id, provider: request.provider, status: 'destroyed', label: '', dph_total: null, cost_so_far: null, created_at: request.created_at, ready_at: null,
+      status_message: 'destroyed', ssh_host: null, ssh_port: null, remote_port: 0, request_id: request.request_id, tunnel: null,
     };
   }
 
@@ -650,9 +719,10 @@ export class Supervisor implements VaiApi {
           status: 'running' as const,
           label: r.label ?? '',
           dph_total: r.dph_total ?? null,
+          cost_so_far: r.dph_total && r.start_date ? Math.round(r.dph_total * ((Date.now() / 1000 - r.start_date) / 3600) * 1000) / 1000 : null,
           created_at: r.start_date ? new Date(r.start_date * 1000).toISOString() : '',
           ready_at: null,
-          status_message: `orphan: on the Vast.ai account but unknown here (actual_status ${r.actual_status ?? 'null'}); destroy it in the Vast.ai console if you do not need it`,
+          status_message: `orphan: a vai-mcp box on the Vast.ai account that this machine does not know (actual_status ${r.actual_status ?? 'null'}); if nobody needs it: \`vai-mcp-cli destroy ${r.id}\``,
           ssh_host: r.ssh_host ?? null,
           ssh_port: r.ssh_port ?? null,
           remote_port: 0,
@@ -709,8 +779,22 @@ export class Supervisor implements VaiApi {
   }
 
   async destroyInstance(p: { instance_id: string }, o: CallOptions = {}): Promise<DestroyResult> {
-    this.record(p.instance_id);
-    return this.destroy(p.instance_id, o.env ?? requestEnvFrom(), 'destroyed');
+    const env = o.env ?? requestEnvFrom();
+    if (!this.store.instances.has(p.instance_id)) return this.destroyOrphan(p.instance_id, env);
+    return this.destroy(p.instance_id, env, 'destroyed');
+  }
+
+  /** A vai-mcp box on the Vast.ai account that this machine does not know (left by a crash). */
+  private async destroyOrphan(id: string, env: RequestEnv): Promise<DestroyResult> {
+    const settings = this.settings(env);
+    const found = findVastApiKey(env, settings.vastApiKey);
+    if (!/^\d+$/.test(id) || !found) throw unknownInstance(id);
+    const vast = new VastApi(settings.vastUrl, found.key);
+    const inst = await vast.showInstance(id);
+    if (!inst || !(inst.label ?? '').startsWith('vai-mcp')) throw unknownInstance(id);
+    await vast.destroyInstance(id);
+    this.log().info(`${id}: destroyed an orphan (label ${inst.label})`);
+    return { instance_id: id, destroyed: true, message: `destroyed (an orphan on the Vast.ai account, label ${inst.label})` };
   }
 
   async destroyAll(_p: Record<string, never>, o: CallOptions = {}): Promise<DestroyResult[]> {
@@ -749,6 +833,50 @@ export class Supervisor implements VaiApi {
     return { used, candidates, agent: { socket: env.SSH_AUTH_SOCK ?? null }, error };
   }
 
+  async stopInstance(p: { instance_id: string }, o: CallOptions = {}): Promise<InstanceView> {
+    const rec = this.record(p.instance_id);
+    const provider = this.provider(rec.provider);
+    if (!provider.stop) throw badInput(`${rec.provider} boxes cannot be stopped by vai-mcp.`, rec.provider === 'ssh' ? 'The machine is not vai-mcp\'s to pause; `tunnel --stop` closes its tunnel.' : undefined, 'not_supported');
+    if (rec.status !== 'stopped') {
+      await provider.stop(rec, this.ctx(o.env ?? requestEnvFrom()));
+      await this.closeTunnel(rec.instance_id);
+      const note = provider.countsTowardCap ? 'stopped: its storage still bills; `destroy` ends all charges' : 'stopped';
+      await this.update(rec.instance_id, { status: 'stopped', ready_deadline: undefined, status_message: note });
+    }
+    return this.viewOf(rec.instance_id);
+  }
+
+  async startInstance(p: { instance_id: string }, o: CallOptions = {}): Promise<InstanceView> {
+    const rec = this.record(p.instance_id);
+    const provider = this.provider(rec.provider);
+    if (!provider.start) throw badInput(`${rec.provider} boxes cannot be started by vai-mcp.`, undefined, 'not_supported');
+    if (rec.status !== 'stopped') throw badInput(`${rec.instance_id} is not stopped (status ${rec.status}).`, 'Only a stopped box can be started.', 'not_stopped');
+    const env = o.env ?? requestEnvFrom();
+    await provider.start(rec, this.ctx(env));
+    // Coming back is like coming up: the same readiness and the same failsafe deadline.
+    const deadline = new Date(Date.now() + rec.config.instance_config.ready_timeout_s * 1000).toISOString();
+    await this.update(rec.instance_id, { status: 'loading', ready_at: undefined, ready_deadline: deadline, status_message: 'starting' });
+    this.watchEnv.set(rec.instance_id, env);
+    this.startWatch(rec.instance_id);
+    return this.viewOf(rec.instance_id);
+  }
+
+  async instanceLogs(p: { instance_id: string }, o: CallOptions = {}): Promise<{ instance_id: string; log: string }> {
+    const rec = this.record(p.instance_id);
+    const provider = this.provider(rec.provider);
+    if (!provider.logs) throw badInput(`${rec.provider} boxes have no provider log.`, rec.provider === 'ssh' ? 'Read the machine\'s own logs over SSH.' : undefined, 'not_supported');
+    return { instance_id: rec.instance_id, log: await provider.logs(rec, this.ctx(o.env ?? requestEnvFrom())) };
+  }
+
+  async searchOffers(p: { config: Config; limit?: number }, o: CallOptions = {}): Promise<SearchResult> {
+    const env = o.env ?? requestEnvFrom();
+    const config = parseConfig(p.config, 'config');
+    const provider = this.provider(config.provider);
+    if (!provider.search) throw badInput(`The ${config.provider} provider has no offers to search.`, 'Search applies to "vast".', 'not_supported');
+    const { offers, maxPrice } = await provider.search(config, this.ctx(env));
+    return { offers: offers.slice(0, p.limit ?? 20).map(offerView), max_price_per_hour: maxPrice };
+  }
+
   async status(): Promise<DaemonStatus> {
     return {
       pid: process.pid,
@@ -782,6 +910,23 @@ export class Supervisor implements VaiApi {
     for (const p of Object.values(this.providers)) await p?.shutdown?.();
     await this.store.close();
   }
+}
+
+function offerView(o: VastOffer): OfferView {
+  return {
+    offer_id: o.id,
+    gpu_name: o.gpu_name,
+    num_gpus: o.num_gpus,
+    gpu_ram_gb: o.gpu_ram ? Math.round(o.gpu_ram / 1000) : null,
+    dph_total: o.dph_total,
+    inet_down_cost: o.inet_down_cost ?? null,
+    inet_down_mbps: o.inet_down ?? null,
+    inet_up_mbps: o.inet_up ?? null,
+    reliability: o.reliability2 ?? o.reliability ?? null,
+    geolocation: o.geolocation ?? null,
+    disk_space_gb: o.disk_space ?? null,
+    direct_ssh: (o.direct_port_count ?? 0) > 0,
+  };
 }
 
 function byId(a: { instance_id: string }, b: { instance_id: string }): number {

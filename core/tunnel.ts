@@ -461,6 +461,41 @@ export class Tunnel extends EventEmitter {
     }
   }
 
+  /**
+   * Runs a command on the box over the tunnel's own SSH link and returns its output (for
+   * showing provisioning progress). Rejects when the link is down, the box refuses sessions,
+   * or the command takes longer than `timeoutMs`.
+   */
+  exec(command: string, timeoutMs = 10_000): Promise<string> {
+    const client = this.client;
+    if (!client || !this.linkReady) return Promise.reject(new Error('the SSH link is not up'));
+    return new Promise((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`\`${command}\` took longer than ${timeoutMs} ms`)), timeoutMs);
+      try {
+        client.exec(command, (err, stream) => {
+          if (err) {
+            clearTimeout(timer);
+            return reject(err);
+          }
+          stream.on('error', () => {});
+          stream.on('data', (d: Buffer) => {
+            if (out.length < 64 * 1024) out += d.toString('utf8');
+          });
+          stream.stderr.resume();
+          stream.on('close', () => {
+            clearTimeout(timer);
+            resolve(out);
+          });
+          timer.unref();
+        });
+      } catch (err) {
+        clearTimeout(timer);
+        reject(err as Error);
+      }
+    });
+  }
+
   /** Closes everything: listeners, local connections, the SSH link. Final. */
   async stop(): Promise<void> {
     if (this._state === 'stopped') return;

@@ -28,6 +28,7 @@ export const InstanceSchema = z.object({
   status: z.string().describe('provisioning, loading, running, ready (ComfyUI answers through the tunnel), failed, stopped, destroyed'),
   label: z.string(),
   dph_total: z.number().nullable().describe('Price in $/hour, null where the provider has none'),
+  cost_so_far: z.number().nullable().describe('Estimated $ spent so far, null where the provider has no price'),
   created_at: z.string(),
   ready_at: z.string().nullable(),
   status_message: z.string().nullable(),

@@ -13,7 +13,7 @@ import { parseCount } from './options.js';
  * Waits for boxes to become ready (or fail), showing progress on stderr. A Ctrl-C ends the wait
  * only: the supervisor keeps provisioning, and the failsafe deadline still holds.
  */
-async function waitForReady(ids: string[], timeoutS: number): Promise<InstanceView[]> {
+export async function waitForReady(ids: string[], timeoutS: number): Promise<InstanceView[]> {
   const client = await supervisor();
   const progress = new ProgressLine();
   const ac = new AbortController();
@@ -32,7 +32,7 @@ async function waitForReady(ids: string[], timeoutS: number): Promise<InstanceVi
 }
 
 /** Prints what a create made; exits 1 when any box is not ready. */
-function reportCreated(views: InstanceView[], json: boolean, waited: boolean): void {
+export function reportCreated(views: InstanceView[], json: boolean, waited: boolean): void {
   if (json) printJson(views);
   else {
     for (const v of views) {
@@ -106,7 +106,8 @@ export function registerInstanceCommands(cli: CAC): void {
       if (id && opts.all) throw badInput('Pass an instance id or --all, not both.');
       const client = await supervisor();
       const known = await client.listInstances({});
-      const targets = opts.all ? known : known.filter((v) => v.instance_id === String(id));
+      // --all means the boxes known here; orphans (maybe another machine's) only by their id.
+      const targets = opts.all ? known.filter((v) => !v.orphan) : known.filter((v) => v.instance_id === String(id));
       if (!opts.all && targets.length === 0) {
         throw badInput(`Unknown instance id "${id}".`, 'Run `vai-mcp-cli list` to see the instances known here.', 'unknown_instance');
       }

@@ -137,6 +137,8 @@ export class LocalProvider implements Provider {
   readonly countsTowardCap = false;
   readonly pollIntervalMs = 200;
   private readonly boxes = new Map<string, SimulatedBox>();
+  /** What happened to each box, for `logs` (in memory: a simulated box has no other log). */
+  private readonly history = new Map<string, string[]>();
   private readonly dir: string;
   private readonly userKeyPath: string;
   private userKey: ParsedKey | undefined;
@@ -175,9 +177,16 @@ export class LocalProvider implements Provider {
     return Math.max(0, Date.parse(rec.created_at) + delay - Date.now());
   }
 
+  private note(id: string, line: string): void {
+    const lines = this.history.get(id) ?? [];
+    lines.push(`${new Date().toISOString()} ${line}`);
+    this.history.set(id, lines.slice(-200));
+  }
+
   async create(spec: { config: Config }): Promise<CreatedBox> {
     this.key();
     const instance_id = await this.nextId();
+    this.note(instance_id, `created (simulate: ${JSON.stringify(this.simulate(spec))})`);
     mkdirSync(this.boxDir(instance_id), { recursive: true, mode: 0o700 });
     ensureKeyPair(path.join(this.boxDir(instance_id), 'ssh_host_ed25519_key'), `${instance_id} host key`);
     return { instance_id, status: 'loading', message: 'starting simulated box' };
@@ -193,6 +202,7 @@ export class LocalProvider implements Provider {
     const box = new SimulatedBox(rec.instance_id, hostKey, this.key(), rec.remote_port, sim, this.log.child(rec.instance_id));
     const port = await box.start(rec.ssh?.port); // throws: the watch reports it and tries again
     this.boxes.set(rec.instance_id, box);
+    this.note(rec.instance_id, `booted: ssh server on 127.0.0.1:${port}${sim.fail === 'comfy' ? ', ComfyUI not started (simulate.fail = "comfy")' : ', ComfyUI on 127.0.0.1:' + rec.remote_port}`);
     return { status: 'running', ssh: { host: '127.0.0.1', port, user: 'root' }, message: `ssh server on 127.0.0.1:${port}` };
   }
 
@@ -207,8 +217,24 @@ export class LocalProvider implements Provider {
   async destroy(rec: InstanceRecord): Promise<void> {
     const box = this.boxes.get(rec.instance_id);
     this.boxes.delete(rec.instance_id);
+    this.history.delete(rec.instance_id);
     await box?.stop();
     rmSync(this.boxDir(rec.instance_id), { recursive: true, force: true });
+  }
+
+  async stop(rec: InstanceRecord): Promise<void> {
+    const box = this.boxes.get(rec.instance_id);
+    this.boxes.delete(rec.instance_id);
+    await box?.stop();
+    this.note(rec.instance_id, 'stopped');
+  }
+
+  async start(rec: InstanceRecord): Promise<void> {
+    this.note(rec.instance_id, 'started'); // it boots at the next status check
+  }
+
+  async logs(rec: InstanceRecord): Promise<string> {
+    return (this.history.get(rec.instance_id) ?? [`${rec.instance_id}: no events since the supervisor started`]).join('\n') + '\n';
   }
 
   auth(): SshAuth {

@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import type { Settings, RequestEnv } from '../settings.js';
 import type { SshAuth } from '../ssh-auth.js';
 import type { InstanceRecord, InstanceStatus, SshEndpoint } from '../state.js';
+import type { VastOffer } from './vast-api.js';
 
 export interface ProviderContext {
   /** The caller's environment (keys, passphrase, agent socket), see DESIGN.md "Its environment". */
@@ -26,6 +27,16 @@ export interface CreatedBox extends BoxStatus {
   dph_total?: number;
 }
 
+/** What `create` is given: the config, the box's label and number, and the provider's plan. */
+export interface CreateSpec {
+  config: Config;
+  label: string;
+  /** 1-based number of this box in its request. */
+  n: number;
+  /** What `plan` returned for the whole request (e.g. the offers chosen for each box). */
+  plan?: unknown;
+}
+
 export interface Provider {
   readonly name: ProviderName;
   /** Whether readiness includes ComfyUI answering `GET /api/system_stats` through the tunnel. */
@@ -39,15 +50,34 @@ export interface Provider {
 
   /** Checks the config for this provider before anything is created. Throws bad input. */
   validate(config: Config, ctx: ProviderContext): void;
+  /**
+   * Decides, before anything is created, how a request for `count` boxes will be met (which
+   * offers), refusing it as a whole when it cannot be (price cap, too few offers).
+   */
+  plan?(config: Config, count: number, ctx: ProviderContext): Promise<unknown>;
   /** Rents, starts or registers one box. */
-  create(spec: { config: Config; label: string }, ctx: ProviderContext): Promise<CreatedBox>;
+  create(spec: CreateSpec, ctx: ProviderContext): Promise<CreatedBox>;
   status(rec: InstanceRecord, ctx: ProviderContext): Promise<BoxStatus>;
   /** Ends the box. Must succeed when the box is already gone. */
   destroy(rec: InstanceRecord, ctx: ProviderContext): Promise<void>;
   /** Credentials for the tunnel to this box. */
   auth(rec: InstanceRecord, ctx: ProviderContext): SshAuth;
+  /** Pauses a box (a paid one still bills storage) and resumes it. */
+  stop?(rec: InstanceRecord, ctx: ProviderContext): Promise<void>;
+  start?(rec: InstanceRecord, ctx: ProviderContext): Promise<void>;
+  /** The provider's log of the box (provisioning, ComfyUI). */
+  logs?(rec: InstanceRecord, ctx: ProviderContext): Promise<string>;
+  /**
+   * A shell command whose output shows what a running, not yet ready box is doing (run over the
+   * tunnel's SSH link and shown as progress while, say, a provisioning script downloads models).
+   */
+  readonly progressCommand?: string;
+  /** How often a ready box is checked, to notice one stopped or destroyed elsewhere (ms); none when unset. */
+  readonly censusIntervalMs?: number;
   /** Brings a box back after a supervisor restart (the simulator's boxes live in the supervisor). */
   restore?(rec: InstanceRecord, ctx: ProviderContext): Promise<BoxStatus>;
+  /** The offers a config would choose from, cheapest first (paid providers). */
+  search?(config: Config, ctx: ProviderContext): Promise<{ offers: VastOffer[]; maxPrice: number }>;
   /** Stops background work when the supervisor exits (records stay). */
   shutdown?(): Promise<void>;
 }

@@ -64,9 +64,9 @@ describe('MCP tools, in process', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('lists six tools with titles, annotations, described fields and output schemas (snapshot)', async () => {
+  it('lists seven tools with titles, annotations, described fields and output schemas (snapshot)', async () => {
     const { tools } = await client.listTools();
-    expect(tools.map((t) => t.name).sort()).toEqual(['close_tunnel', 'create_instance', 'destroy_instance', 'list_instances', 'list_tunnels', 'open_tunnel']);
+    expect(tools.map((t) => t.name).sort()).toEqual(['close_tunnel', 'create_instance', 'destroy_instance', 'list_instances', 'list_tunnels', 'open_tunnel', 'search_offers']);
     for (const t of tools) {
       expect(t.title).toBeTruthy();
       expect(t.description!.length).toBeGreaterThan(60);
@@ -79,6 +79,7 @@ describe('MCP tools, in process', () => {
     const byName = Object.fromEntries(tools.map((t) => [t.name, t]));
     expect(byName.list_tunnels!.annotations).toMatchObject({ readOnlyHint: true });
     expect(byName.list_instances!.annotations).toMatchObject({ readOnlyHint: true });
+    expect(byName.search_offers!.annotations).toMatchObject({ readOnlyHint: true });
     expect(byName.destroy_instance!.annotations).toMatchObject({ destructiveHint: true, idempotentHint: true });
     expect(byName.create_instance!.annotations).toMatchObject({ destructiveHint: false });
     expect(client.getInstructions()).toMatch(/confirm: true/);

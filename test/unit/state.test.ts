@@ -72,7 +72,7 @@ describe('StateStore persistence', () => {
     });
     await store.ports.set('local-1', { port: 48188, instance_id: 'local-1' });
     await store.hostKeys.set('local-1|127.0.0.1:42022', { instance_id: 'local-1', host_port: '127.0.0.1:42022', sha256: 'ab'.repeat(32), pinned_at: '2026-01-02T03:05:06.000Z' });
-    await store.requests.set('req-1', { request_id: 'req-1', fingerprint: 'f'.repeat(64), instance_ids: ['local-1'], created_at: '2026-01-02T03:04:05.000Z' });
+    await store.requests.set('req-1', { request_id: 'req-1', provider: 'local', fingerprint: 'f'.repeat(64), instance_ids: ['local-1'], created_at: '2026-01-02T03:04:05.000Z' });
     await closeStore(store);
 
     const again = (await openStore(home)).store;
