@@ -180,6 +180,25 @@ describe('vai-mcp-cli with the local simulator', () => {
     expect((await sb.cli(['daemon', 'status'])).code).toBe(0);
   });
 
+  it('stop closes the tunnel and frees the port; start brings the box back ready; logs tells the story', async () => {
+    const [made] = await sb.json<InstanceJson[]>(['create', '--json', sb.writeFile('life.json', { provider: 'local' })]);
+    const port = made!.tunnel!.local_port;
+    const stop = await sb.json<InstanceJson>(['stop', made!.instance_id, '--json']);
+    expect(stop.status).toBe('stopped');
+    expect(await canBind(port)).toBe(true);
+    expect(await sb.json<TunnelJson[]>(['tunnel', '--list', '--json'])).toEqual([]);
+    const startAgain = await sb.cli(['start', made!.instance_id, '--json']);
+    expect(startAgain.code, startAgain.stderr).toBe(0);
+    const [back] = JSON.parse(startAgain.stdout) as InstanceJson[];
+    expect(back!.status).toBe('ready');
+    expect(instanceIdOfPage((await httpGet(back!.tunnel!.local_port)).body)).toBe(made!.instance_id);
+    const logs = await sb.cli(['logs', made!.instance_id]);
+    expect(logs.stdout).toMatch(/created[\s\S]*booted[\s\S]*stopped[\s\S]*started[\s\S]*booted/);
+    const notStopped = await sb.cli(['start', made!.instance_id]);
+    expect(notStopped.code).toBe(2);
+    expect(notStopped.stderr).toMatch(/is not stopped/);
+  });
+
   it('an unreadable state file is moved aside with a clear message, and work goes on', async () => {
     mkdirSync(sb.home, { recursive: true, mode: 0o700 });
     writeFileSync(path.join(sb.home, 'state.sqlite'), 'garbage, not SQLite\n'.repeat(100));
