@@ -49,6 +49,8 @@ const DEADLINE_SWEEP_MS = 1_000;
 const DEADLINE_RETRY_MS = 10_000;
 /** How often the provisioning log of a box that is not ready yet is read for progress. */
 const PROVISIONING_LOG_MS = 5_000;
+/** How long a failsafe destroy waits for the box's log before going ahead without it. */
+const LOG_TAIL_TIMEOUT_MS = 10_000;
 /** Destroyed boxes remembered for late waiters; older ones read as plainly "destroyed". */
 const MAX_OUTCOMES = 1_000;
 
@@ -458,10 +460,20 @@ export class Supervisor implements VaiApi {
     const provider = this.provider(rec.provider);
     if (provider.failsafeDestroy) {
       this.log().warn(`${id}: ${reason}; destroying it (failsafe)`);
-      await this.destroy(id, this.watchEnv.get(id) ?? this.ownEnv, `${reason}. It was destroyed by the failsafe, so it does not keep billing.`, 'failed');
+      const env = this.watchEnv.get(id) ?? this.ownEnv;
+      const tail = await this.logTail(rec, provider, env);
+      await this.destroy(id, env, `${reason}. It was destroyed by the failsafe, so it does not keep billing.${tail ? ` Its log ended with: ${tail}` : ''}`, 'failed');
     } else {
       await this.update(id, { status: 'failed', status_message: reason });
     }
+  }
+
+  /** The last lines of a box's provider log, for the message of a failsafe destroy ('' if none). */
+  private async logTail(rec: InstanceRecord, provider: Provider, env: RequestEnv): Promise<string> {
+    if (!provider.logs) return '';
+    const timeout = new Promise<string>((r) => setTimeout(() => r(''), LOG_TAIL_TIMEOUT_MS).unref());
+    const log = await Promise.race([provider.logs(rec, this.ctx(env)).catch(() => ''), timeout]);
+    return log.split('\n').map((l) => l.trim()).filter(Boolean).slice(-5).join(' | ').slice(0, 800);
   }
 
   /** Acts on passed deadlines: ready (failsafe) and max lifetime. Absolute times, so restarts act at once. */
@@ -601,6 +613,7 @@ export class Supervisor implements VaiApi {
     }
     const provider = this.provider(config.provider);
     const ctx = this.ctx(env);
+    for (const value of Object.values(config.instance_config.env)) addSecret(value); // stored, never shown
     const fingerprint = createHash('sha256').update(JSON.stringify({ config, count })).digest('hex');
     if (p.request_id) {
       const prior = this.store.requests.get(p.request_id);
