@@ -94,7 +94,7 @@ it('measures tunnel open, frozen-link detection, restart recovery and memory', a
   const rssIdle = rssKiB(pid!);
 
   // --- tunnel open: ours (openTunnel -> first byte) vs `ssh -N -L` (spawn -> first byte), interleaved
-  const [box] = await client.createInstances({ config: sshConfig() as never });
+  const [box] = (await client.createInstances({ config: sshConfig() as never })).instances;
   await client.waitForInstances({ instance_ids: [box!.instance_id], timeout_s: 30 });
   const ours: number[] = [];
   const openssh: number[] = [];
@@ -140,7 +140,7 @@ it('measures tunnel open, frozen-link detection, restart recovery and memory', a
   // --- memory: 1 tunnel, then 50 tunnels (each its own SSH connection)
   const rss1 = rssKiB(pid!);
   const more = [];
-  for (let i = 0; i < 5; i++) more.push(...(await client.createInstances({ config: sshConfig() as never, count: 10 })));
+  for (let i = 0; i < 5; i++) more.push(...(await client.createInstances({ config: sshConfig() as never, count: 10 })).instances);
   const all = await client.waitForInstances({ instance_ids: more.map((m) => m.instance_id), timeout_s: 60 });
   expect(all.filter((a) => a.status !== 'ready')).toEqual([]);
   for (const m of more) await firstByte(m.tunnel?.local_port ?? (await client.listTunnels({})).find((t) => t.instance_id === m.instance_id)!.local_port);

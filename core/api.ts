@@ -75,6 +75,12 @@ export interface CreateParams {
   request_id?: string;
 }
 
+export interface CreateResult {
+  instances: InstanceView[];
+  /** What creating did that the user should hear of (the offer rented and its price, a key added to the account). */
+  notes: string[];
+}
+
 export interface WaitParams {
   instance_ids: string[];
   /** Wait at most this long; undefined waits until each box is ready or failed. */
@@ -159,7 +165,7 @@ export interface HelloResult {
 
 export interface VaiApi {
   hello(p: HelloParams, o?: CallOptions): Promise<HelloResult>;
-  createInstances(p: CreateParams, o?: CallOptions): Promise<InstanceView[]>;
+  createInstances(p: CreateParams, o?: CallOptions): Promise<CreateResult>;
   waitForInstances(p: WaitParams, o?: CallOptions): Promise<InstanceView[]>;
   listInstances(p: Record<string, never>, o?: CallOptions): Promise<InstanceView[]>;
   openTunnel(p: OpenTunnelParams, o?: CallOptions): Promise<TunnelView>;

@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type {
-  CallOptions, CreateParams, DaemonStatus, DestroyResult, HelloParams, HelloResult, InstanceView,
+  CallOptions, CreateParams, CreateResult, DaemonStatus, DestroyResult, HelloParams, HelloResult, InstanceView,
   OfferView, OpenTunnelParams, SearchResult, SshKeyReport, StopTunnelResult, TunnelView, VaiApi, WaitParams,
 } from './api.js';
 import { isSettled } from './api.js';
@@ -48,7 +48,7 @@ const DEADLINE_SWEEP_MS = 1_000;
 /** A failsafe or lifetime destroy that failed is tried again this much later. */
 const DEADLINE_RETRY_MS = 10_000;
 /** How often the provisioning log of a box that is not ready yet is read for progress. */
-const PROVISIONING_LOG_MS = 5_000;
+const PROVISIONING_LOG_MS = 3_000;
 /** How long a failsafe destroy waits for the box's log before going ahead without it. */
 const LOG_TAIL_TIMEOUT_MS = 10_000;
 /** Destroyed boxes remembered for late waiters; older ones read as plainly "destroyed". */
@@ -428,7 +428,8 @@ export class Supervisor implements VaiApi {
    */
   private async showProvisioning(id: string, provider: Provider, state: { progressAt: number }): Promise<void> {
     const tunnel = this.tunnels.get(id);
-    if (!provider.progressCommand || tunnel?.state !== 'up' || Date.now() < state.progressAt) return;
+    // `remote_down` too: the SSH link works while ComfyUI does not answer yet.
+    if (!provider.progressCommand || !tunnel || !['up', 'remote_down'].includes(tunnel.state) || Date.now() < state.progressAt) return;
     state.progressAt = Date.now() + PROVISIONING_LOG_MS;
     const out = await tunnel.exec(provider.progressCommand).catch(() => '');
     const last = out.split('\n').map((l) => l.trim()).filter(Boolean).pop();
@@ -604,7 +605,7 @@ export class Supervisor implements VaiApi {
     return { version: VERSION, pid: process.pid, home: this.opts.home, base_port: this.opts.basePort, warnings };
   }
 
-  async createInstances(p: CreateParams, o: CallOptions = {}): Promise<InstanceView[]> {
+  async createInstances(p: CreateParams, o: CallOptions = {}): Promise<CreateResult> {
     const env = o.env ?? requestEnvFrom();
     const config = resolveConfigPaths(parseConfig(p.config, 'config'), env.cwd ?? process.cwd());
     const count = p.count ?? 1;
@@ -621,7 +622,8 @@ export class Supervisor implements VaiApi {
         if (prior.fingerprint !== fingerprint) {
           throw badInput(`request_id "${p.request_id}" was already used with a different config or count.`, 'Use a new request_id for a new request, or repeat the original one exactly.', 'request_id_reused');
         }
-        return prior.instance_ids.map((id) => this.store.instances.get(id) ? this.viewOf(id) : this.destroyedView(id, prior));
+        const instances = prior.instance_ids.map((id) => (this.store.instances.get(id) ? this.viewOf(id) : this.destroyedView(id, prior)));
+        return { instances, notes: [`request_id "${p.request_id}" was made before: these are its boxes; nothing new was created`] };
       }
     }
     provider.validate(config, ctx);
@@ -635,6 +637,7 @@ export class Supervisor implements VaiApi {
     // The whole request is planned (offers chosen under the price cap) before anything is rented.
     const plan = provider.plan ? await provider.plan(config, count, ctx) : undefined;
     const created: string[] = [];
+    const notes: string[] = [];
     try {
       for (let n = 1; n <= count; n++) {
         const box = await provider.create({ config, label: `vai-mcp:${request}:${n}`, n, plan }, ctx);
@@ -657,6 +660,7 @@ export class Supervisor implements VaiApi {
         };
         await this.store.instances.set(rec.instance_id, rec);
         created.push(rec.instance_id);
+        if (box.note) notes.push(`${rec.instance_id}: ${box.note}`);
         this.watchEnv.set(rec.instance_id, env);
         this.progress(rec.instance_id, `created (${config.provider}), ${box.message ?? box.status}`);
         this.startWatch(rec.instance_id);
@@ -670,7 +674,7 @@ export class Supervisor implements VaiApi {
         await this.store.requests.set(p.request_id, { request_id: p.request_id, provider: config.provider, fingerprint, instance_ids: created, created_at: nowIso() });
       }
     }
-    return created.map((id) => this.viewOf(id));
+    return { instances: created.map((id) => this.viewOf(id)), notes };
   }
 
   private destroyedView(id: string, request: RequestRecord): InstanceView {

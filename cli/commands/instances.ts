@@ -49,7 +49,8 @@ export function reportCreated(views: InstanceView[], json: boolean, waited: bool
 
 async function create(config: Config, count: number, opts: { wait: boolean; json: boolean }): Promise<InstanceView[]> {
   const client = await supervisor();
-  const created = await client.createInstances({ config, count });
+  const { instances: created, notes } = await client.createInstances({ config, count });
+  for (const n of notes) note(n); // the offer rented and its price, a key added to the account...
   if (!opts.wait) return created;
   // The supervisor's failsafe ends every wait; this bound only covers providers without one.
   return waitForReady(created.map((v) => v.instance_id), config.instance_config.ready_timeout_s + 15);

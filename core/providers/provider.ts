@@ -25,6 +25,8 @@ export interface BoxStatus {
 export interface CreatedBox extends BoxStatus {
   instance_id: string;
   dph_total?: number;
+  /** What the user should hear of this create (the offer rented, a key added to the account). */
+  note?: string;
 }
 
 /** What `create` is given: the config, the box's label and number, and the provider's plan. */

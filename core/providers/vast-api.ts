@@ -108,24 +108,33 @@ const INTERVAL_MS: Record<string, number> = {
 const DEFAULT_INTERVAL_MS = 1000;
 const RETRY_429_MS = [500, 1000, 2000, 4000, 8000];
 
-/** One request at a time per endpoint, at least its interval apart. Shared per base URL and key. */
+/**
+ * One request at a time per endpoint, the next sent at least its interval after the previous one
+ * was answered (the API counts from when a request arrives, which is before its answer), shared
+ * per base URL and key.
+ */
 class Pacer {
-  private readonly next = new Map<string, Promise<number>>();
+  private readonly free = new Map<string, Promise<number>>();
   constructor(private readonly scale: number) {}
 
-  /** Waits for this endpoint's turn; resolves when the request may be sent. */
-  async turn(endpoint: string): Promise<void> {
+  /** Waits for this endpoint's turn; call the returned function when the answer has come. */
+  async turn(endpoint: string): Promise<() => void> {
     const interval = (INTERVAL_MS[endpoint] ?? DEFAULT_INTERVAL_MS) * this.scale;
-    const prev = this.next.get(endpoint) ?? Promise.resolve(0);
-    let release!: (t: number) => void;
-    this.next.set(endpoint, new Promise<number>((r) => (release = r)));
+    const prev = this.free.get(endpoint) ?? Promise.resolve(0);
+    let release!: (notBefore: number) => void;
+    this.free.set(endpoint, new Promise<number>((r) => (release = r)));
     const notBefore = await prev;
     const wait = notBefore - Date.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    release(Date.now() + interval);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      release(Date.now() + interval);
+    };
   }
 
-  /** Used by tests and benchmarks: what one unit of the documented interval costs here. */
+  /** The fraction of the documented intervals in use (VAI_VAST_PACE_SCALE). */
   get factor(): number {
     return this.scale;
   }
@@ -158,7 +167,7 @@ export class VastApi {
   }
 
   private async send(method: string, pathAndQuery: string, body?: unknown): Promise<Response> {
-    await this.pacer.turn(endpointOf(method, pathAndQuery));
+    const answered = await this.pacer.turn(endpointOf(method, pathAndQuery));
     const url = `${this.baseUrl}${pathAndQuery}`;
     try {
       return await fetch(url, {
@@ -170,6 +179,8 @@ export class VastApi {
     } catch (err) {
       const reason = redact((err as Error & { cause?: Error }).cause?.message ?? (err as Error).message);
       throw failure(`Cannot reach the Vast.ai API at ${this.baseUrl}: ${reason}`, 'Check your network, or VAST_URL if you set it.', 'vast_unreachable');
+    } finally {
+      answered();
     }
   }
 

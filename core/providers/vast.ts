@@ -214,7 +214,7 @@ export class VastProvider implements Provider {
       notes.push('added your public SSH key to your Vast.ai account (it had none)');
     }
     await client.attachKey(id, pub);
-    return { instance_id: id, status: 'provisioning', dph_total: offer.dph_total, message: notes.join('; ') };
+    return { instance_id: id, status: 'provisioning', dph_total: offer.dph_total, message: 'waiting for the host to start it', note: notes.join('; ') };
   }
 
   async status(rec: InstanceRecord, ctx: ProviderContext): Promise<BoxStatus> {

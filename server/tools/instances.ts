@@ -83,10 +83,11 @@ export const instanceTools = [
     async handle(args, ctx) {
       const started = Date.now();
       const config = configFrom(args, ctx.cwd);
-      const created = await ctx.api.createInstances({ config, count: args.count, request_id: args.request_id });
+      const { instances: created, notes } = await ctx.api.createInstances({ config, count: args.count, request_id: args.request_id });
       ctx.progress(`created ${created.map((c) => c.instance_id).join(', ')}; waiting for ComfyUI`);
       const views = args.wait_s > 0 ? await waitReady(ctx, created.map((c) => c.instance_id), args.wait_s, started) : created;
-      return { instances: views, summary: summarize(views) };
+      // What the create itself did (offer and price, a key added to the account) is worth telling.
+      return { instances: views, summary: summarize(views) + (notes.length ? ` Notes: ${notes.join('; ')}.` : '') };
     },
   }),
 

@@ -23,7 +23,7 @@ describe('concurrency through the client API', () => {
   it('50 parallel open-tunnel calls from 5 clients: 50 distinct ports, all up, all on loopback', async () => {
     clients = await Promise.all(Array.from({ length: 5 }, () => SupervisorClient.connect({ env: sb.env })));
     // 50 simulated boxes, each its own SSH server and app.
-    const made = (await Promise.all(clients.map((c) => c.createInstances({ config: { provider: 'local' } as never, count: 10 })))).flat();
+    const made = (await Promise.all(clients.map((c) => c.createInstances({ config: { provider: 'local' } as never, count: 10 })))).flatMap((r) => r.instances);
     expect(made).toHaveLength(50);
     const ids = made.map((m) => m.instance_id);
     expect(new Set(ids).size).toBe(50);
