@@ -31,6 +31,10 @@ export const InstanceConfigSchema = z.strictObject({
   gpu_index: z.number().int().min(0).default(0),
   max_price_per_hour: z.number().positive().optional(),
   disk_size: z.number().min(8).default(40),
+  // Optional offer filters (vast)
+  min_reliability: z.number().min(0).max(1).optional(),
+  min_inet_down_mbps: z.number().min(0).optional(),
+  regions: z.array(z.string().regex(/^[A-Z]{2}$/, 'a two-letter country code such as "US"')).min(1).optional(),
   image: z.string().min(1).optional(),
   provisioning_script: z.string().min(1).optional(),
   env: z.record(z.string(), z.string()).default({}),

@@ -50,7 +50,12 @@ function api(ctx: ProviderContext): VastApi {
 /** The search query for a config (reference section 3): `allocated_storage` makes dph_total the billed price. */
 export function offerQuery(config: Config, maxPrice: number): Record<string, unknown> {
   const ic = config.instance_config;
+  const optional: Record<string, unknown> = {};
+  if (ic.min_reliability !== undefined) optional.reliability2 = { gte: ic.min_reliability };
+  if (ic.min_inet_down_mbps !== undefined) optional.inet_down = { gte: ic.min_inet_down_mbps };
+  if (ic.regions) optional.geolocation = { in: ic.regions };
   return {
+    ...optional,
     verified: { eq: true },
     external: { eq: false },
     rentable: { eq: true },

@@ -252,6 +252,15 @@ describe('vai-mcp-cli with the local simulator', () => {
     expect(await sb.json<TunnelJson[]>(['tunnel', '--list', '--json'])).toEqual([]);
   });
 
+  it('a box past its max_lifetime_s is destroyed, its tunnel closed and its port freed', async () => {
+    const [made] = await sb.json<InstanceJson[]>(['create', '--json', sb.writeFile('short.json', { provider: 'local', instance_config: { max_lifetime_s: 3 } })]);
+    expect(made!.status).toBe('ready');
+    const port = made!.tunnel!.local_port;
+    await waitUntil('the box is gone', async () => (await sb.json<InstanceJson[]>(['list', '--json'])).length === 0, 10_000, 200);
+    expect(await canBind(port)).toBe(true);
+    expect(readFileSync(path.join(sb.home, 'supervisor.log'), 'utf8')).toMatch(/max_lifetime_s = 3 s reached/);
+  });
+
   it('a slow box is reported while it boots and is ready after its start delay', async () => {
     const t0 = Date.now();
     const r = await sb.cli(['create', '--json', sb.writeFile('config-5.json', { provider: 'local', instance_config: { simulate: { start_delay_s: 2 } } })]);

@@ -97,16 +97,28 @@ describe('the vast provider against a fake Vast.ai API', () => {
     const list = await sb.cli(['list'], { env: { VAST_API_KEY: bad } });
     for (const out of [r, search, list]) expect(allOutput(out)).not.toContain(bad);
     expect(readFileSync(path.join(sb.home, 'supervisor.log'), 'utf8')).not.toContain(bad);
+    // A key that needs 2FA is told apart, with the way out.
+    fake.twoFactorKeys.add('tfa-key-5555');
+    fake.keys.add('tfa-key-5555');
+    const tfa = await sb.cli(['search', config('tfa.json')], { env: { VAST_API_KEY: 'tfa-key-5555' } });
+    expect(tfa.code).toBe(2);
+    expect(tfa.stderr).toMatch(/two-factor authentication/);
+    expect(tfa.stderr).toMatch(/vast_tfa_key/);
   });
 
   it('search lists the offers under the cap, cheapest (with the download) first', async () => {
     fake.addOffer({ id: 7_300_001, dph_base: 0.5, storage_cost: 0.1, inet_down_cost: 0.0 });
     fake.addOffer({ id: 7_300_002, dph_base: 0.3, storage_cost: 0.1, inet_down_cost: 0.05 });
     fake.addOffer({ id: 7_300_003, dph_base: 0.9, storage_cost: 0.1 });
-    const r = await sb.json<{ offers: { offer_id: number; dph_total: number }[]; max_price_per_hour: number }>(['search', config('search.json'), '--json']);
+    fake.addOffer({ id: 7_300_004, dph_base: 0.2, storage_cost: 0.1, geolocation: 'Japan, JP', reliability2: 0.9 });
+    const r = await sb.json<{ offers: { offer_id: number; dph_total: number }[]; max_price_per_hour: number }>(['search', config('search.json', { regions: ['SE'], min_reliability: 0.95 }), '--json']);
     expect(r.max_price_per_hour).toBe(0.8);
     expect(r.offers.map((o) => o.offer_id)).toEqual([7_300_001, 7_300_002]);
     expect(r.offers[0]!.dph_total).toBeCloseTo(0.5 + (0.1 * 40) / 720, 5);
+    expect(fake.searchQueries.at(-1)).toMatchObject({ geolocation: { in: ['SE'] }, reliability2: { gte: 0.95 } });
+    // Without the filters the cheap Japanese offer comes first.
+    const any = await sb.json<{ offers: { offer_id: number }[] }>(['search', config('search2.json'), '--json']);
+    expect(any.offers[0]!.offer_id).toBe(7_300_004);
   });
 
   describe.skipIf(!boxes.ok)('with real boxes', () => {
@@ -186,9 +198,9 @@ describe('the vast provider against a fake Vast.ai API', () => {
       await second.transport.close();
     });
 
-    it('a box that never runs is destroyed at its deadline, with the reason and its log', async () => {
+    it('a box that is never ready (ComfyUI never answers) is destroyed at its deadline, with the reason and its log', async () => {
       fake.addOffer({ dph_base: 0.3 });
-      fake.nextBoxBehaviour({ neverRunning: true });
+      fake.nextBoxBehaviour({ noComfy: true });
       const t0 = Date.now();
       const r = await sb.cli(['create', config('stuck.json', { ready_timeout_s: 5 }), '--json']);
       expect(r.code).toBe(1);
@@ -196,6 +208,7 @@ describe('the vast provider against a fake Vast.ai API', () => {
       const [inst] = JSON.parse(r.stdout) as Instance[];
       expect(inst!.status).toBe('failed');
       expect(inst!.status_message).toMatch(/not ready within ready_timeout_s = 5 s.*destroyed by the failsafe/);
+      expect(inst!.status_message).toMatch(/Its log ended with: .*Provisioning/); // the instance log, via request_logs
       expect(fake.destroyed.has(Number(inst!.instance_id))).toBe(true);
       expect(await sb.json<Instance[]>(['list', '--json'])).toEqual([]);
     });
@@ -253,11 +266,41 @@ describe('the vast provider against a fake Vast.ai API', () => {
       expect(await sb.json<Instance[]>(['list', '--json'])).toEqual([]);
     });
 
+    it('stop closes the tunnel and warns that storage bills; start brings the box back; logs prints the instance log', async () => {
+      fake.addOffer({ dph_base: 0.3 });
+      const [made] = await sb.json<Instance[]>(['create', config('pause.json'), '--json']);
+      const id = made!.instance_id;
+      const stop = await sb.cli(['stop', id]);
+      expect(stop.code, stop.stderr).toBe(0);
+      expect(stop.stderr).toMatch(/still bills storage/);
+      expect(fake.instance(Number(id))!.intended_status).toBe('stopped');
+      expect(await canBind(made!.tunnel!.local_port)).toBe(true);
+      const start = await sb.cli(['start', id, '--json']);
+      expect(start.code, start.stderr).toBe(0);
+      const [back] = JSON.parse(start.stdout) as Instance[];
+      expect(back!.status).toBe('ready');
+      expect(instanceIdOfPage((await httpGet(back!.tunnel!.local_port)).body)).toBe(id);
+      const logs = await sb.cli(['logs', id]);
+      expect(logs.code, logs.stderr).toBe(0);
+      expect(logs.stdout).toMatch(/Provisioning/);
+    });
+
     it('destroy works when Vast says the box is already gone; a box gone or stopped elsewhere gets its tunnel closed with the reason', async () => {
       fake.addOffer({ dph_base: 0.3 });
       fake.addOffer({ dph_base: 0.3 });
-      const made = await sb.json<Instance[]>(['create', config('gone.json'), '--count', '2', '--json']);
-      const [a, b] = made;
+      fake.addOffer({ dph_base: 0.3 });
+      const made = await sb.json<Instance[]>(['create', config('gone.json'), '--count', '3', '--json']);
+      const [a, b, c] = made;
+      // c vanishes from the account: the census closes its tunnel and says so.
+      await fake.vanish(Number(c!.instance_id));
+      let tc: Tunnel | undefined;
+      await waitUntil('c closed', async () => {
+        tc = (await sb.json<Tunnel[]>(['tunnel', '--list', '--json'])).find((t) => t.instance_id === c!.instance_id);
+        return tc?.state === 'closed';
+      }, 15_000, 200);
+      expect(tc!.last_error).toMatch(/no longer exists on Vast.ai/);
+      expect(await canBind(c!.tunnel!.local_port)).toBe(true);
+      await sb.cli(['destroy', c!.instance_id, '--yes']);
       // b is stopped in the Vast console: the census closes its tunnel and says why.
       await fake.setStatus(Number(b!.instance_id), 'exited', { intended_status: 'stopped', sshd: 'stop', ports: 'clear' });
       let tb: Tunnel | undefined;
