@@ -26,6 +26,7 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { tellWatchdog } from './watchdog.js';
 import { promisify } from 'node:util';
 import { descendantsOf, SSHD_PATH } from './sshd.js';
 
@@ -122,48 +123,7 @@ export function fakeBoxesSupported(): { ok: boolean; reason?: string } {
   return supportCache;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Safety net: a detached watchdog that cleans up when the pipe from this process closes (vitest
-// ends workers with SIGTERM, a crash or a timeout kills them: no 'exit' event). It SIGKILLs the
-// processes it was told about (and their descendants), deletes links and namespaces by name,
-// removes folders.
-
-const WATCHDOG = `
-const fs = require('fs'); const cp = require('child_process');
-const pids = new Set(), nss = new Map(), dirs = new Set();
-const fields = (p) => { try { const s = fs.readFileSync('/proc/' + p + '/stat', 'utf8'); return s.slice(s.lastIndexOf(')') + 2).split(' '); } catch { return undefined; } };
-const kids = (pid) => { const all = []; for (const e of fs.readdirSync('/proc')) { if (/^[0-9]+$/.test(e)) { const f = fields(+e); if (f) all.push([+e, +f[1]]); } }
-  const out = []; const q = [pid]; while (q.length) { const p = q.shift(); for (const [c, pp] of all) if (pp === p && !out.includes(c)) { out.push(c); q.push(c); } } return out; };
-const kill = (p) => { try { process.kill(p, 'SIGKILL'); } catch {} };
-const ip = (args) => { try { return cp.execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).toString(); } catch { return ''; } };
-let buf = '';
-process.stdin.on('data', (d) => { buf += d; let i; while ((i = buf.indexOf('\\n')) >= 0) { const [op, a, b] = buf.slice(0, i).split('\\t'); buf = buf.slice(i + 1);
-  if (op === 'pid+') pids.add(+a); else if (op === 'pid-') pids.delete(+a);
-  else if (op === 'ns+') nss.set(a, b); else if (op === 'ns-') nss.delete(a);
-  else if (op === 'dir+') dirs.add(a); else if (op === 'dir-') dirs.delete(a); } });
-process.stdin.on('end', () => {
-  for (const p of pids) { const k = kids(p); kill(p); k.forEach(kill); }
-  for (const [ns, link] of nss) { for (const p of ip(['netns', 'pids', ns]).split(/\\s+/).filter(Boolean)) kill(+p); ip(['link', 'del', link]); ip(['netns', 'del', ns]); }
-  for (const d of dirs) { try { fs.rmSync(d, { recursive: true, force: true }); } catch {} }
-  process.exit(0);
-});
-`;
-
-let watchdog: ChildProcess | undefined;
-function tellWatchdog(...parts: string[]): void {
-  try {
-    if (!watchdog) {
-      watchdog = spawn(process.execPath, ['-e', WATCHDOG], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
-      watchdog.on('error', () => {});
-      watchdog.stdin!.on('error', () => {});
-      watchdog.unref();
-      (watchdog.stdin as unknown as { unref?: () => void }).unref?.();
-    }
-    watchdog.stdin!.write(`${parts.join('\t')}\n`);
-  } catch {
-    // best effort: the exit hook and destroy() remain
-  }
-}
+// Safety net: see watchdog.ts.
 
 const liveBoxes = new Set<Box>();
 let exitHookInstalled = false;

@@ -17,6 +17,7 @@ import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readdirSync, readFil
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { tellWatchdog } from './watchdog.js';
 import { listeningSockets, socketInodesOf } from './sockets.js';
 
 /** Absolute, so a PATH without /usr/sbin (or a different sshd on it) does not matter. */
@@ -232,51 +233,7 @@ function keygen(file: string, passphrase = '', comment = 'vai-mcp-test'): void {
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-C', comment, '-f', file], { stdio: 'ignore', timeout: 10_000 });
 }
 
-// ---------------------------------------------------------------------------------------------
-// Safety net. A test process does not always get to call stop(): vitest ends its workers with
-// SIGTERM (no 'exit' event), a crash or a timeout kills them. So one small watchdog process per
-// test process (detached, so a Ctrl-C to the group does not take it down first) holds a pipe
-// from us; when the pipe closes, however we died, it SIGKILLs the sshd trees it was told about
-// and removes their folders. A normal 'exit' does the same synchronously.
-
-const WATCHDOG = `
-const fs = require('fs');
-const masters = new Map(), dirs = new Set();
-const fields = (p) => { try { const s = fs.readFileSync('/proc/' + p + '/stat', 'utf8'); return s.slice(s.lastIndexOf(')') + 2).split(' '); } catch { return undefined; } };
-const kids = (pid) => { const out = []; const q = [pid]; while (q.length) { const p = q.shift();
-  for (const e of fs.readdirSync('/proc')) { if (!/^[0-9]+$/.test(e)) continue; const f = fields(+e); if (f && +f[1] === p && !out.includes(+e)) { out.push(+e); q.push(+e); } } } return out; };
-const sig = (p, s) => { try { process.kill(p, s); } catch {} };
-function reap() {
-  for (const [pid, config] of masters) {
-    let cmd = ''; try { cmd = fs.readFileSync('/proc/' + pid + '/cmdline', 'utf8'); } catch {}
-    if (!cmd.includes(config)) continue; // gone, or the PID now belongs to someone else
-    sig(pid, 'SIGSTOP'); const all = [pid, ...kids(pid)]; for (const p of all) sig(p, 'SIGKILL');
-  }
-  for (const d of dirs) { try { fs.rmSync(d, { recursive: true, force: true }); } catch {} }
-  process.exit(0);
-}
-let buf = '';
-process.stdin.on('data', (d) => { buf += d; let i; while ((i = buf.indexOf('\\n')) >= 0) { const [cmd, a, b] = buf.slice(0, i).split('\\t'); buf = buf.slice(i + 1);
-  if (cmd === 'pid+') masters.set(+a, b); else if (cmd === 'pid-') masters.delete(+a); else if (cmd === 'dir+') dirs.add(a); else if (cmd === 'dir-') dirs.delete(a); } });
-process.stdin.on('end', reap); process.stdin.on('error', reap);
-`;
-
-let watchdog: ChildProcess | undefined;
-
-function tellWatchdog(...parts: string[]): void {
-  try {
-    if (!watchdog) {
-      watchdog = spawn(process.execPath, ['-e', WATCHDOG], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
-      watchdog.on('error', () => {});
-      watchdog.stdin!.on('error', () => {});
-      watchdog.unref();
-      (watchdog.stdin as unknown as { unref?: () => void }).unref?.();
-    }
-    watchdog.stdin!.write(`${parts.join('\t')}\n`);
-  } catch {
-    // best effort: the exit hook and stop() remain
-  }
-}
+// Safety net: see watchdog.ts.
 
 const live = new Set<Sshd>();
 let exitHookInstalled = false;
