@@ -26,9 +26,10 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { descendantsOf, isDead, pollUntil, signalAll } from './procs.js';
 import { tellWatchdog } from './watchdog.js';
 import { promisify } from 'node:util';
-import { descendantsOf, SSHD_PATH } from './sshd.js';
+import { SSHD_PATH } from './sshd.js';
 
 const execFileP = promisify(execFile);
 
@@ -137,38 +138,6 @@ function reapOnExit(): void {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-function statFields(pid: number): string[] | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return undefined;
-  }
-}
-
-function isDead(pid: number): boolean {
-  const f = statFields(pid);
-  return !f || f[0] === 'Z' || f[0] === 'X';
-}
-
-function signalAll(pids: Iterable<number>, sig: NodeJS.Signals): void {
-  for (const p of pids) {
-    try {
-      process.kill(p, sig);
-    } catch {
-      // already gone
-    }
-  }
-}
-
-async function waitUntil(what: string, check: () => boolean, timeoutMs: number, stepMs = 15): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`fake box: timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-}
 
 /** `10.213.0.2` -> `0200D50A` (the little-endian hex /proc/net/tcp prints). */
 function procHex(ipv4: string): string {
@@ -417,7 +386,7 @@ class Box implements FakeBox {
     if (child.pid) tellWatchdog('pid+', String(child.pid));
     const logFrom = this.sshdLog.length;
     try {
-      await waitUntil(
+      await pollUntil(
         `sshd of ${this.name} to listen on ${this.host}:${this.sshPort}`,
         () => {
           if (spawnError) throw new Error(`fake box ${this.name}: cannot run sshd: ${spawnError.message}`);
@@ -442,10 +411,10 @@ class Box implements FakeBox {
     signalAll(pids, 'SIGTERM');
     const exited = (): boolean => (child.exitCode !== null || child.signalCode !== null) && pids.every(isDead);
     try {
-      await waitUntil(`${this.name}: processes ${pids.join(',')} to exit`, exited, 2000, 10);
+      await pollUntil(`${this.name}: processes ${pids.join(',')} to exit`, exited, 2000, 10);
     } catch {
       signalAll([...pids, ...descendantsOf(pid)], 'SIGKILL');
-      await waitUntil(`${this.name}: processes ${pids.join(',')} to die`, exited, 5000, 10);
+      await pollUntil(`${this.name}: processes ${pids.join(',')} to die`, exited, 5000, 10);
     }
     tellWatchdog('pid-', String(pid));
   }
@@ -470,7 +439,7 @@ class Box implements FakeBox {
     this.comfy = child;
     if (child.pid) tellWatchdog('pid+', String(child.pid));
     try {
-      await waitUntil(
+      await pollUntil(
         `the app of ${this.name} to listen on 127.0.0.1:${COMFY_PORT}`,
         () => {
           if (spawnError) throw new Error(`fake box ${this.name}: cannot start the app: ${spawnError.message}`);
@@ -563,7 +532,7 @@ class Box implements FakeBox {
         const { stdout } = await execFileP('ip', ['netns', 'pids', this.ns], { timeout: 5000 });
         const left = stdout.split(/\s+/).filter(Boolean).map(Number);
         signalAll(left, 'SIGKILL');
-        await waitUntil(`${this.name}: leftover processes to die`, () => left.every(isDead), 5000, 10).catch(() => {});
+        await pollUntil(`${this.name}: leftover processes to die`, () => left.every(isDead), 5000, 10).catch(() => {});
       } catch {
         // namespace already gone
       }

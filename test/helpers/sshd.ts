@@ -13,10 +13,11 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { descendantsOf, isDead, isStopped, pollUntil, signalAll } from './procs.js';
 import { tellWatchdog } from './watchdog.js';
 import { listeningSockets, socketInodesOf } from './sockets.js';
 
@@ -150,78 +151,10 @@ export async function freePort(opts: FreePortOptions = {}): Promise<number> {
 // ---------------------------------------------------------------------------------------------
 // /proc helpers
 
-function statFields(pid: number): string[] | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return undefined;
-  }
-}
-
-/** Every process's parent, one /proc scan. */
-function parentMap(): Map<number, number[]> {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const f = statFields(Number(entry));
-    if (!f) continue;
-    const ppid = Number(f[1]);
-    let list = children.get(ppid);
-    if (!list) children.set(ppid, (list = []));
-    list.push(Number(entry));
-  }
-  return children;
-}
-
-/** All descendants of `pid` (children, grandchildren, ...), found through /proc/<pid>/stat ppid. */
-export function descendantsOf(pid: number): number[] {
-  const children = parentMap();
-  const out: number[] = [];
-  const queue = [...(children.get(pid) ?? [])];
-  while (queue.length) {
-    const p = queue.shift()!;
-    if (out.includes(p)) continue;
-    out.push(p);
-    queue.push(...(children.get(p) ?? []));
-  }
-  return out;
-}
-
-/** Gone, or a zombie nobody reaped yet (it holds no sockets and runs no code). */
-function isDead(pid: number): boolean {
-  const f = statFields(pid);
-  return !f || f[0] === 'Z' || f[0] === 'X';
-}
-
-function isStopped(pid: number): boolean {
-  const f = statFields(pid);
-  return !f || f[0] === 'T' || f[0] === 't' || f[0] === 'Z' || f[0] === 'X';
-}
-
-function signalAll(pids: Iterable<number>, sig: NodeJS.Signals): void {
-  for (const p of pids) {
-    try {
-      process.kill(p, sig);
-    } catch {
-      // already gone
-    }
-  }
-}
-
 /** True once `pid` holds a socket listening on `port`: it accepts connections, and we made none. */
 function listensOn(pid: number, port: number): boolean {
   const mine = socketInodesOf(pid);
   return listeningSockets().some((s) => s.port === port && mine.has(s.inode));
-}
-
-async function waitUntil(what: string, check: () => boolean, timeoutMs: number, stepMs = 20): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`sshd harness: timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
@@ -361,7 +294,7 @@ class Sshd implements SshdHandle {
     if (child.pid) tellWatchdog('pid+', String(child.pid), this.configPath);
     const logFrom = this.log.length;
     try {
-      await waitUntil(
+      await pollUntil(
         `sshd to listen on ${this.host}:${this.port}`,
         () => {
           if (spawnError) throw new Error(`sshd harness: cannot run ${SSHD_PATH}: ${spawnError.message}`);
@@ -407,7 +340,7 @@ class Sshd implements SshdHandle {
   private async waitDead(pids: number[], timeoutMs: number): Promise<boolean> {
     const master = this.child;
     try {
-      await waitUntil(
+      await pollUntil(
         'sshd processes to exit',
         () => pids.every(isDead) && (!master || master.exitCode !== null || master.signalCode !== null),
         timeoutMs,
@@ -473,7 +406,7 @@ class Sshd implements SshdHandle {
   async freeze(): Promise<void> {
     for (const p of this.stopTree()) this.frozen.add(p);
     const pids = [...this.frozen];
-    await waitUntil('sshd processes to stop', () => pids.every(isStopped), 5000, 5);
+    await pollUntil('sshd processes to stop', () => pids.every(isStopped), 5000, 5);
   }
 
   thaw(): void {
