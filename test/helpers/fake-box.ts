@@ -29,7 +29,7 @@ import path from 'node:path';
 import { descendantsOf, isDead, pollUntil, signalAll } from './procs.js';
 import { tellWatchdog } from './watchdog.js';
 import { promisify } from 'node:util';
-import { SSHD_PATH } from './sshd.js';
+import { SSHD_PATH, sshdConfigLines } from './sshd.js';
 
 const execFileP = promisify(execFile);
 
@@ -341,31 +341,9 @@ class Box implements FakeBox {
   }
 
   private writeConfig(): void {
-    writeFileSync(
-      this.configPath,
-      [
-        `Port ${this.sshPort}`,
-        `ListenAddress ${this.host}:${this.sshPort}`,
-        `HostKey ${this.hostKeyPath}`,
-        `PidFile ${path.join(this.dir, 'sshd.pid')}`,
-        `AuthorizedKeysFile ${this.authorizedKeysPath}`,
-        'UsePAM no',
-        'StrictModes no',
-        'PubkeyAuthentication yes',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'PermitRootLogin prohibit-password',
-        'AllowTcpForwarding yes',
-        'UseDNS no',
-        'PrintMotd no',
-        'MaxStartups 200:30:400',
-        'MaxSessions 200',
-        'LogLevel VERBOSE',
-        `ForceCommand ${this.execScriptPath}`,
-        '',
-      ].join('\n'),
-      { mode: 0o600 },
-    );
+    const lines = sshdConfigLines({ port: this.sshPort, listen: `${this.host}:${this.sshPort}`, hostKey: this.hostKeyPath, dir: this.dir, authorizedKeys: this.authorizedKeysPath, logLevel: 'VERBOSE' });
+    // Any command run on the box prints the box's own onstart log (namespaces share one filesystem).
+    writeFileSync(this.configPath, [...lines, 'PrintMotd no', `ForceCommand ${this.execScriptPath}`, ''].join('\n'), { mode: 0o600 });
   }
 
   private appendSshdLog(d: Buffer): void {

@@ -168,6 +168,31 @@ function keygen(file: string, passphrase = '', comment = 'vai-mcp-test'): void {
 
 // Safety net: see watchdog.ts.
 
+/**
+ * The sshd_config of every test sshd (DESIGN.md section 6): its own host key, PID file and
+ * authorized_keys, public keys only, forwarding allowed, and room for many connections at once.
+ */
+export function sshdConfigLines(o: { port: number; listen: string; hostKey: string; dir: string; authorizedKeys: string; logLevel: string }): string[] {
+  return [
+    `Port ${o.port}`,
+    `ListenAddress ${o.listen}`,
+    `HostKey ${o.hostKey}`,
+    `PidFile ${path.join(o.dir, 'sshd.pid')}`,
+    `AuthorizedKeysFile ${o.authorizedKeys}`,
+    'UsePAM no',
+    'StrictModes no',
+    'PubkeyAuthentication yes',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'PermitRootLogin prohibit-password',
+    'AllowTcpForwarding yes',
+    'UseDNS no',
+    'MaxStartups 200:30:400',
+    'MaxSessions 200',
+    `LogLevel ${o.logLevel}`,
+  ];
+}
+
 const live = new Set<Sshd>();
 let exitHookInstalled = false;
 
@@ -238,29 +263,8 @@ class Sshd implements SshdHandle {
   }
 
   private writeConfig(): void {
-    writeFileSync(
-      this.configPath,
-      [
-        `Port ${this.port}`,
-        `ListenAddress ${this.host}`,
-        `HostKey ${this.hostKeyPath}`,
-        `PidFile ${path.join(this.dir, 'sshd.pid')}`,
-        `AuthorizedKeysFile ${this.authorizedKeysPath}`,
-        'UsePAM no',
-        'StrictModes no',
-        'PubkeyAuthentication yes',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'PermitRootLogin prohibit-password',
-        'AllowTcpForwarding yes',
-        'MaxStartups 200:30:400',
-        'MaxSessions 200',
-        `LogLevel ${this.logLevel}`,
-        ...this.extraConfig,
-        '',
-      ].join('\n'),
-      { mode: 0o600 },
-    );
+    const lines = sshdConfigLines({ port: this.port, listen: this.host, hostKey: this.hostKeyPath, dir: this.dir, authorizedKeys: this.authorizedKeysPath, logLevel: this.logLevel });
+    writeFileSync(this.configPath, [...lines, ...this.extraConfig, ''].join('\n'), { mode: 0o600 });
   }
 
   private appendLog(chunk: Buffer): void {
