@@ -12,13 +12,13 @@
  * supervisor outlives the client that started it and must use each caller's own values.
  * The client starts the supervisor on demand and, after a crash, on the next call.
  */
-import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, openSync, unlinkSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { API_METHODS, type ApiMethod, type CallOptions, type DaemonStatus, type HelloResult, type Progress, type VaiApi } from './api.js';
-import { failure, toVaiError, VaiError, type ErrorPayload } from './errors.js';
+import { failure, homeWriteError, toVaiError, VaiError, type ErrorPayload } from './errors.js';
 import type { Logger } from './log.js';
 import { ensurePrivateDir, homeFiles, resolveVaiHome, socketPathFor } from './paths.js';
 import { loadSettings, requestEnvFrom, type RequestEnv } from './settings.js';
@@ -73,7 +73,7 @@ function send(sock: net.Socket, frame: ClientFrame | ServerFrame): void {
  */
 export async function serveControl(socketPath: string, api: VaiApi, log: Logger): Promise<net.Server> {
   if (process.platform !== 'win32') {
-    ensurePrivateDir(path.dirname(socketPath));
+    ensurePrivateDir(path.dirname(socketPath), 'the control socket folder');
     if (existsSync(socketPath)) unlinkSync(socketPath);
   }
   const server = net.createServer((sock) => {
@@ -187,11 +187,39 @@ function connectSocket(socketPath: string): Promise<net.Socket> {
   });
 }
 
+/** Makes sure VAI_HOME takes a write (a full disk fails here, not silently in a detached process). */
+function checkHomeWritable(home: string): void {
+  const probe = path.join(home, `.write-test-${process.pid}`);
+  try {
+    const fd = openSync(probe, 'w', 0o600);
+    try {
+      writeSync(fd, Buffer.alloc(8192));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    throw homeWriteError(err, home, 'a test file');
+  } finally {
+    try {
+      unlinkSync(probe);
+    } catch {
+      // never made
+    }
+  }
+}
+
 /** Starts a detached supervisor for a VAI_HOME. Several may start at once: the lock keeps one. */
-export function spawnSupervisor(home: string, env: NodeJS.ProcessEnv): void {
+export function spawnSupervisor(home: string, env: NodeJS.ProcessEnv): ChildProcess {
   ensurePrivateDir(home);
+  checkHomeWritable(home);
   const files = homeFiles(home);
-  const logFd = openSync(files.log, 'a', 0o600);
+  let logFd: number;
+  try {
+    logFd = openSync(files.log, 'a', 0o600);
+  } catch (err) {
+    throw homeWriteError(err, home, `the supervisor log ${files.log}`);
+  }
   try {
     const child = spawn(process.execPath, [supervisorEntry(), `--home=${home}`], {
       detached: true, // its own process group: a Ctrl-C in the caller's terminal does not reach it
@@ -200,8 +228,20 @@ export function spawnSupervisor(home: string, env: NodeJS.ProcessEnv): void {
       env: { ...env, VAI_HOME: home },
     });
     child.unref();
+    return child;
   } finally {
     closeSync(logFd);
+  }
+}
+
+/** The reason a supervisor gave for failing to start, from the end of its log. */
+function startFailureReason(logPath: string): string | undefined {
+  try {
+    const tail = readFileSync(logPath, 'utf8').slice(-8192);
+    const at = tail.lastIndexOf('supervisor failed to start: ');
+    return at < 0 ? undefined : tail.slice(at + 'supervisor failed to start: '.length).trim().slice(0, 1000);
+  } catch {
+    return undefined;
   }
 }
 
@@ -299,11 +339,22 @@ export class SupervisorClient implements VaiApi {
   }
 
   private async startAndConnect(): Promise<net.Socket> {
-    spawnSupervisor(this.home, this.env);
+    const child = spawnSupervisor(this.home, this.env);
+    // Exit code 0 is a supervisor that found another one starting (the lock): keep waiting for
+    // that one. Any other exit is a failure to start: say why at once, not after the timeout.
+    let failedWith: number | undefined;
+    child.once('exit', (code, signal) => {
+      if (code !== 0) failedWith = code ?? (signal ? 128 : 1);
+    });
     const until = Date.now() + (this.opts.startTimeoutMs ?? 20_000);
     while (Date.now() < until) {
       const sock = await this.tryConnect();
       if (sock) return sock;
+      if (failedWith !== undefined) {
+        const log = homeFiles(this.home).log;
+        const reason = startFailureReason(log);
+        throw failure(`The supervisor failed to start (exit code ${failedWith})${reason ? `: ${reason}` : '.'}`, `See its log: ${log}`, 'supervisor_start');
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
     throw failure(`The supervisor did not start within ${Math.round((this.opts.startTimeoutMs ?? 20_000) / 1000)} s.`, `See its log: ${homeFiles(this.home).log}`, 'supervisor_start');

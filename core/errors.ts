@@ -66,3 +66,27 @@ export function describeError(err: unknown): string {
   const e = toVaiError(err);
   return e.hint ? `${e.message}\n  ${e.hint}` : e.message;
 }
+
+/**
+ * A failed write under VAI_HOME (a full disk, a read-only mount, wrong permissions) as a message
+ * that names the folder and the cause, instead of a bare "ENOSPC ... write". `what` says what
+ * was being written ("the state file", "the supervisor log").
+ */
+export function homeWriteError(err: unknown, home: string, what: string, place = 'VAI_HOME'): VaiError {
+  if (err instanceof VaiError) return err;
+  const e = err as NodeJS.ErrnoException;
+  const text = `${e?.code ?? ''} ${e?.message ?? String(err)}`;
+  if (/ENOSPC|SQLITE_FULL|EDQUOT/.test(text)) {
+    return failure(`Cannot write ${what}: no space left on the disk of ${place} (${home}).`,
+      'Free some space there (or set VAI_HOME to a folder on another disk), then run the command again.', 'home_full');
+  }
+  if (/EROFS|SQLITE_READONLY/.test(text)) {
+    return failure(`Cannot write ${what}: ${place} (${home}) is on a read-only file system.`,
+      'Make it writable, or set VAI_HOME to a writable folder, then run the command again.', 'home_read_only');
+  }
+  if (/EACCES|EPERM|SQLITE_CANTOPEN/.test(text)) {
+    return failure(`Cannot write ${what} in ${place} (${home}): permission denied (${e?.message ?? String(err)}).`,
+      'VAI_HOME must be a folder you own; fix its owner or set VAI_HOME to another folder.', 'home_permission');
+  }
+  return failure(`Cannot write ${what} in ${place} (${home}): ${e?.message ?? String(err)}`);
+}

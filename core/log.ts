@@ -18,7 +18,7 @@ export function redact(text: string): string {
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-/** VAI_LOG_LEVEL=debug shows every step (ssh link ready, probes); the default is info. */
+/** VAI_LOG_LEVEL=debug shows every step (probes, channels); the default is info. */
 const minLevel: LogLevel = (process.env.VAI_LOG_LEVEL as LogLevel) in ORDER ? (process.env.VAI_LOG_LEVEL as LogLevel) : 'info';
 
 export interface Logger {
@@ -29,10 +29,33 @@ export interface Logger {
   child(scope: string): Logger;
 }
 
+/**
+ * Where lines go. A log that cannot be written (a full disk, a closed pipe) drops lines: it must
+ * never throw, or an 'error' event would become an uncaught exception, whose handler logs, which
+ * fails again: a busy loop that once held a supervisor at 100% CPU on a full VAI_HOME.
+ */
+let sink: (line: string) => void = (line) => {
+  try {
+    process.stderr.write(line);
+  } catch {
+    // dropped: see above
+  }
+};
+let stderrGuarded = false;
+
+/** Sends log lines elsewhere (the supervisor writes its log file synchronously, see supervisor-main). */
+export function setLogSink(write: (line: string) => void): void {
+  sink = write;
+}
+
 export function createLogger(scope = 'vai'): Logger {
+  if (!stderrGuarded) {
+    stderrGuarded = true;
+    process.stderr.on('error', () => {}); // see `sink`
+  }
   const write = (level: LogLevel, msg: string) => {
     if (ORDER[level] < ORDER[minLevel]) return;
-    process.stderr.write(redact(`${new Date().toISOString()} ${level.padEnd(5)} [${scope}] ${msg}`) + '\n');
+    sink(redact(`${new Date().toISOString()} ${level.padEnd(5)} [${scope}] ${msg}`) + '\n');
   };
   return {
     debug: (m) => write('debug', m),

@@ -4,10 +4,10 @@
  * ~107 bytes. It lives in a private 0700 folder with a short path, named by a hash of VAI_HOME.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { failure } from './errors.js';
+import { failure, homeWriteError } from './errors.js';
 
 export function expandHome(p: string): string {
   if (p === '~') return os.homedir();
@@ -31,9 +31,29 @@ export function homeFiles(home: string) {
   };
 }
 
-/** Creates a folder (and parents) private to this user: 0700. */
-export function ensurePrivateDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+/**
+ * The real reason a recursive mkdir failed: Node reports ENOENT where the first folder that
+ * could not be made says EROFS, EACCES or ENOSPC. Retries that one folder alone.
+ */
+function mkdirCause(dir: string, err: unknown): unknown {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return err;
+  let first = dir;
+  while (!existsSync(path.dirname(first)) && path.dirname(first) !== first) first = path.dirname(first);
+  try {
+    mkdirSync(first, { mode: 0o700 });
+    return err;
+  } catch (cause) {
+    return cause;
+  }
+}
+
+/** Creates a folder (and parents) private to this user: 0700. `place` names it in errors. */
+export function ensurePrivateDir(dir: string, place = 'VAI_HOME'): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw homeWriteError(mkdirCause(dir, err), dir, `the folder ${dir}`, place);
+  }
   const st = lstatSync(dir);
   if (!st.isDirectory()) throw failure(`${dir} exists but is not a folder.`, 'Move it away and try again.');
   if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {

@@ -9,6 +9,7 @@ import { chmodSync, closeSync, existsSync, openSync, renameSync } from 'node:fs'
 import Keyv from 'keyv';
 import KeyvSqlite from '@keyv/sqlite';
 import type { Config, ProviderName } from './config.js';
+import { homeWriteError } from './errors.js';
 import { Mutex } from './mutex.js';
 import { homeFiles } from './paths.js';
 
@@ -87,7 +88,11 @@ export interface HostKeyPin {
 export class Collection<T> {
   private readonly items = new Map<string, T>();
   private readonly writes = new Mutex();
-  constructor(private readonly keyv: Keyv<T>) {}
+  constructor(
+    private readonly keyv: Keyv<T>,
+    /** Turns a failed write into the error a user sees (it names VAI_HOME and the cause). */
+    private readonly writeError: (err: unknown) => Error,
+  ) {}
 
   async load(): Promise<void> {
     if (!this.keyv.iterator) throw new Error('the keyv store cannot iterate');
@@ -107,14 +112,35 @@ export class Collection<T> {
   entries(): [string, T][] {
     return [...this.items.entries()];
   }
+  /**
+   * Memory changes at once (readers never wait); when the write fails (a full disk) memory goes
+   * back to what is on disk and the caller gets the error: nothing is reported done that a
+   * restart would lose.
+   */
   async set(key: string, value: T): Promise<void> {
+    const before = this.items.get(key);
     this.items.set(key, value);
-    await this.writes.run(() => this.keyv.set(key, value));
+    await this.persist(key, before, () => this.keyv.set(key, value));
   }
   async delete(key: string): Promise<void> {
+    const before = this.items.get(key);
     this.items.delete(key);
-    await this.writes.run(() => this.keyv.delete(key));
+    await this.persist(key, before, () => this.keyv.delete(key));
   }
+  private async persist(key: string, before: T | undefined, write: () => Promise<unknown>): Promise<void> {
+    try {
+      await this.writes.run(write);
+    } catch (err) {
+      if (before === undefined) this.items.delete(key);
+      else this.items.set(key, before);
+      throw this.writeError(err);
+    }
+  }
+}
+
+function isWriteFailure(err: unknown): boolean {
+  const e = err as NodeJS.ErrnoException;
+  return /ENOSPC|EROFS|EACCES|EDQUOT|SQLITE_FULL|SQLITE_READONLY|SQLITE_CANTOPEN|SQLITE_IOERR/.test(`${e?.code ?? ''} ${e?.message ?? ''}`);
 }
 
 export interface OpenedState {
@@ -134,15 +160,16 @@ export class StateStore {
   private readonly stores: KeyvSqlite[] = [];
   private readonly keyvs: Keyv[] = [];
 
-  private constructor(file: string) {
+  private constructor(file: string, home: string) {
     const make = <T>(namespace: string): Collection<T> => {
       const store = new KeyvSqlite({ uri: `sqlite://${file}`, busyTimeout: 5000 });
       store.on('error', () => {}); // surfaced through the rejected promise of the call instead
-      const keyv = new Keyv<T>({ store, namespace });
+      // throwOnErrors: without it keyv 5 swallows a failed write (SQLITE_FULL) and resolves false.
+      const keyv = new Keyv<T>({ store, namespace, throwOnErrors: true });
       keyv.on('error', () => {});
       this.stores.push(store);
       this.keyvs.push(keyv);
-      return new Collection<T>(keyv);
+      return new Collection<T>(keyv, (err) => homeWriteError(err, home, `the state file ${file}`));
     };
     this.instances = make('instances');
     this.tunnels = make('tunnels');
@@ -178,19 +205,25 @@ export class StateStore {
    */
   static async open(home: string): Promise<OpenedState> {
     const file = homeFiles(home).state;
-    // Create the file ourselves so that it is 0600 from the first byte.
-    if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
-    chmodSync(file, 0o600);
-    const first = new StateStore(file);
+    try {
+      // Create the file ourselves so that it is 0600 from the first byte.
+      if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
+      chmodSync(file, 0o600);
+    } catch (err) {
+      throw homeWriteError(err, home, `the state file ${file}`);
+    }
+    const first = new StateStore(file, home);
     try {
       await first.loadAll();
       return { store: first };
     } catch (err) {
       await first.close();
+      // A full disk or a read-only mount is not a broken file: keep it where it is.
+      if (isWriteFailure(err)) throw homeWriteError(err, home, `the state file ${file}`);
       const aside = `${file}.unreadable-${new Date().toISOString().replace(/[:.]/g, '-')}`;
       renameSync(file, aside);
       closeSync(openSync(file, 'a', 0o600));
-      const fresh = new StateStore(file);
+      const fresh = new StateStore(file, home);
       await fresh.loadAll();
       const reason = err instanceof Error ? err.message : String(err);
       return {

@@ -4,17 +4,26 @@
  * (core/control.ts `spawnSupervisor`); its stdout and stderr are VAI_HOME/supervisor.log.
  * Exits at once when another supervisor already holds this VAI_HOME's lock.
  */
-import { existsSync, unlinkSync } from 'node:fs';
+import { existsSync, unlinkSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { serveControl } from './control.js';
 import { describeError } from './errors.js';
 import { acquireLock } from './lock.js';
-import { addSecret, createLogger } from './log.js';
+import { addSecret, createLogger, setLogSink } from './log.js';
 import { ensurePrivateDir, homeFiles, resolveVaiHome, socketPathFor } from './paths.js';
 import { loadSettings } from './settings.js';
 import { Supervisor } from './supervisor.js';
 import { VERSION } from './version.js';
 
+// stderr is the log file in VAI_HOME (control.ts opens it). Written directly and synchronously:
+// a full disk then costs the lines written meanwhile, never the process (see log.ts `sink`).
+setLogSink((line) => {
+  try {
+    writeSync(2, line);
+  } catch {
+    // dropped
+  }
+});
 const log = createLogger('supervisor');
 
 /** ssh2's optional native crypto: without it every request pays 44-88 ms and CPU per GiB rises. */

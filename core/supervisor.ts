@@ -66,6 +66,8 @@ export class Supervisor implements VaiApi {
   private readonly providers: Partial<Record<ProviderName, Provider>>;
   private readonly ports: PortAllocator;
   private readonly tunnels = new Map<string, Tunnel>();
+  /** Boxes whose destroy() is under way: nothing may reopen their tunnel meanwhile. */
+  private readonly destroying = new Set<string>();
   /**
    * Recorded tunnels without a live Tunnel, and why: `failed` (say, its key could not be loaded
    * at a restore) or `closed` (its box stopped or vanished). They show in `tunnel --list`.
@@ -250,6 +252,8 @@ export class Supervisor implements VaiApi {
       // Re-read under the lock: the box may have been destroyed while this call waited.
       const current = this.store.instances.get(id);
       if (!current) throw unknownInstance(id);
+      // A watch woken by destroy()'s own tunnel close must not reopen what destroy is ending.
+      if (this.destroying.has(id)) throw failure(`${id} is being destroyed.`, 'Run `vai-mcp-cli list` to see what is left.');
       if (!current.ssh) throw failure(`${id} has no SSH endpoint yet (status ${current.status}).`, `Wait until it is running: \`vai-mcp-cli list\`.`);
       const existing = this.tunnels.get(id);
       const sameEndpoint = existing && existing.ssh.host === current.ssh.host && existing.ssh.port === current.ssh.port;
@@ -365,7 +369,7 @@ export class Supervisor implements VaiApi {
     const state = { authRetryAt: 0, progressAt: 0 };
     while (!this.closing) {
       const rec = this.store.instances.get(id);
-      if (!rec || isSettled(rec.status)) return;
+      if (!rec || isSettled(rec.status) || this.destroying.has(id)) return;
       const provider = this.provider(rec.provider);
       try {
         if (await this.watchStep(rec, provider, state)) return;
@@ -535,25 +539,32 @@ export class Supervisor implements VaiApi {
   /** Closes the tunnel, releases the port, drops pins and ends the box (DESIGN.md invariant 8). */
   private async destroy(id: string, env: RequestEnv, message: string, finalStatus: 'destroyed' | 'failed' = 'destroyed'): Promise<DestroyResult> {
     const rec = this.record(id);
-    await this.closeTunnel(id);
-    await this.dropHostKeys(id);
+    this.destroying.add(id);
     try {
-      await this.provider(rec.provider).destroy(rec, this.ctx(env));
-    } catch (err) {
-      const e = toVaiError(err);
-      await this.update(id, { status_message: `destroy failed: ${e.message}` });
-      throw failure(`Could not destroy ${id}: ${e.message}. Its tunnel was closed and its port released.`, `Retry with \`vai-mcp-cli destroy ${id}\`, and check your provider's console.`);
+      await this.closeTunnel(id);
+      await this.dropHostKeys(id);
+      try {
+        await this.provider(rec.provider).destroy(rec, this.ctx(env));
+      } catch (err) {
+        const e = toVaiError(err);
+        await this.update(id, { status_message: `destroy failed: ${e.message}` });
+        throw failure(`Could not destroy ${id}: ${e.message}. Its tunnel was closed and its port released.`, `Retry with \`vai-mcp-cli destroy ${id}\`, and check your provider's console.`);
+      }
+      const last = { ...this.view(rec), status: finalStatus === 'failed' ? ('failed' as const) : ('destroyed' as const), status_message: message, tunnel: null };
+      this.outcomes.set(id, last);
+      if (this.outcomes.size > MAX_OUTCOMES) this.outcomes.delete(this.outcomes.keys().next().value!);
+      await this.store.instances.delete(id);
+      // Belt and braces: nothing may hold this box's port once it is gone.
+      if (this.tunnels.has(id)) await this.closeTunnel(id);
+      this.watchEnv.delete(id);
+      this.locks.delete(id);
+      this.progress(id, message);
+      this.events.emit('change', id);
+      this.log().info(`${id}: ${message}`);
+      return { instance_id: id, destroyed: true, message };
+    } finally {
+      this.destroying.delete(id);
     }
-    const last = { ...this.view(rec), status: finalStatus === 'failed' ? ('failed' as const) : ('destroyed' as const), status_message: message, tunnel: null };
-    this.outcomes.set(id, last);
-    if (this.outcomes.size > MAX_OUTCOMES) this.outcomes.delete(this.outcomes.keys().next().value!);
-    await this.store.instances.delete(id);
-    this.watchEnv.delete(id);
-    this.locks.delete(id);
-    this.progress(id, message);
-    this.events.emit('change', id);
-    this.log().info(`${id}: ${message}`);
-    return { instance_id: id, destroyed: true, message };
   }
 
   // ---------------------------------------------------------------- restore

@@ -17,6 +17,7 @@ import ssh2 from 'ssh2';
 import type { Connection, ParsedKey, Server as SshServer } from 'ssh2';
 import { createComfyApp, type ComfyApp } from '../comfy/simulator.js';
 import type { Config } from '../config.js';
+import { homeWriteError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { homeFiles } from '../paths.js';
 import { loadPrivateKey, type SshAuth } from '../ssh-auth.js';
@@ -144,7 +145,7 @@ export class LocalProvider implements Provider {
   private userKey: ParsedKey | undefined;
 
   constructor(
-    home: string,
+    private readonly home: string,
     private readonly nextId: () => Promise<string>,
     private readonly log: Logger,
   ) {
@@ -154,8 +155,12 @@ export class LocalProvider implements Provider {
 
   private key(): ParsedKey {
     if (!this.userKey) {
-      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-      ensureKeyPair(this.userKeyPath, 'vai-mcp local provider');
+      try {
+        mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+        ensureKeyPair(this.userKeyPath, 'vai-mcp local provider');
+      } catch (err) {
+        throw homeWriteError(err, this.home, `the local provider's key ${this.userKeyPath}`);
+      }
       this.userKey = loadPrivateKey(this.userKeyPath);
     }
     return this.userKey;
@@ -187,8 +192,14 @@ export class LocalProvider implements Provider {
     this.key();
     const instance_id = await this.nextId();
     this.note(instance_id, `created (simulate: ${JSON.stringify(this.simulate(spec))})`);
-    mkdirSync(this.boxDir(instance_id), { recursive: true, mode: 0o700 });
-    ensureKeyPair(path.join(this.boxDir(instance_id), 'ssh_host_ed25519_key'), `${instance_id} host key`);
+    try {
+      mkdirSync(this.boxDir(instance_id), { recursive: true, mode: 0o700 });
+      ensureKeyPair(path.join(this.boxDir(instance_id), 'ssh_host_ed25519_key'), `${instance_id} host key`);
+    } catch (err) {
+      rmSync(this.boxDir(instance_id), { recursive: true, force: true }); // no half-made box left behind
+      this.history.delete(instance_id);
+      throw homeWriteError(err, this.home, `the simulated box's host key in ${this.boxDir(instance_id)}`);
+    }
     return { instance_id, status: 'loading', message: 'starting simulated box' };
   }
 

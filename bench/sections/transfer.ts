@@ -1,0 +1,74 @@
+/**
+ * Throughput of 256 MiB downloads and uploads per contender, interleaved round by round, and the
+ * CPU seconds the tunnel process spends per GiB moved.
+ */
+import { cpuSeconds } from '../lib/proc.js';
+import { download, upload, type Transfer } from '../lib/http.js';
+import { fmt, type Report } from '../lib/report.js';
+import { median, rotate } from '../lib/stats.js';
+import { OPENSSH_DEFAULT, OPENSSH_OUR_CIPHER, OURS, type Contender } from './contenders.js';
+
+const SIZE = 256 * 1024 * 1024;
+const GIB = 1024 ** 3;
+
+export async function measureTransfers(report: Report, contenders: Contender[], rounds: number, uploadFile: string): Promise<void> {
+  const down = new Map<string, number[]>();
+  const up = new Map<string, number[]>();
+  // CPU of the tunnel process per direction: seconds and bytes moved.
+  const cpu = new Map<string, { down: { s: number; bytes: number }; up: { s: number; bytes: number } }>();
+  for (const c of contenders) {
+    down.set(c.name, []);
+    up.set(c.name, []);
+    cpu.set(c.name, { down: { s: 0, bytes: 0 }, up: { s: 0, bytes: 0 } });
+  }
+  const timed = async (c: Contender, run: () => Promise<Transfer>, into: Map<string, number[]>) => {
+    const before = c.pid ? cpuSeconds(c.pid) : 0;
+    const t = await run();
+    const acc = cpu.get(c.name)![into === down ? 'down' : 'up'];
+    if (c.pid) acc.s += cpuSeconds(c.pid) - before;
+    acc.bytes += t.bytes;
+    into.get(c.name)!.push(t.mbps);
+  };
+  for (let r = 0; r < rounds; r++) {
+    for (const c of rotate(contenders, r)) await timed(c, () => download(c.port, SIZE), down);
+    for (const c of rotate(contenders, r)) await timed(c, () => upload(c.port, uploadFile, SIZE), up);
+    process.stderr.write(`transfers: round ${r + 1}/${rounds} done\n`);
+  }
+
+  const ref = OPENSSH_DEFAULT;
+  const range = (xs: number[]) => `${median(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)})`;
+  const ratio = (m: Map<string, number[]>, a: string, b: string) => median(m.get(a)!) / median(m.get(b)!);
+  const cpuPerGiB = (name: string, dir?: 'down' | 'up') => {
+    const c = cpu.get(name)!;
+    const parts = dir ? [c[dir]] : [c.down, c.up];
+    return parts.reduce((a, p) => a + p.s, 0) / (parts.reduce((a, p) => a + p.bytes, 0) / GIB);
+  };
+  report.table({
+    title: 'Throughput: 256 MiB through each contender (MB/s = 10^6 B/s, curl)',
+    note: `${rounds} interleaved rounds; medians (min-max). CPU is user+system time of the process carrying the tunnel (ssh, or our supervisor), over every byte it moved.`,
+    columns: ['contender', 'cipher', 'download MB/s', 'upload MB/s', 'download vs OpenSSH default', 'upload vs OpenSSH default', 'tunnel CPU s/GiB down / up'],
+    rows: contenders.map((c) => [
+      c.name, c.cipher, range(down.get(c.name)!), range(up.get(c.name)!),
+      fmt.x(ratio(down, c.name, ref)), fmt.x(ratio(up, c.name, ref)), c.pid ? `${cpuPerGiB(c.name, 'down').toFixed(2)} / ${cpuPerGiB(c.name, 'up').toFixed(2)}` : '-',
+    ]),
+  });
+  const dl = ratio(down, OURS, ref);
+  const ul = ratio(up, OURS, ref);
+  report.target('throughput vs OpenSSH default, download', fmt.x(dl), '>= 0.95x', dl >= 0.95);
+  report.target('throughput vs OpenSSH default, upload', fmt.x(ul), '>= 0.95x', ul >= 0.95);
+  report.figures.transfers = {
+    bytes: SIZE,
+    rounds,
+    download_mbps: Object.fromEntries(down),
+    upload_mbps: Object.fromEntries(up),
+    cpu_s_per_gib: Object.fromEntries(contenders.filter((c) => c.pid).map((c) => [c.name, { both: cpuPerGiB(c.name), download: cpuPerGiB(c.name, 'down'), upload: cpuPerGiB(c.name, 'up') }])),
+    ratios: {
+      download_vs_openssh_default: dl,
+      upload_vs_openssh_default: ul,
+      download_vs_openssh_our_cipher: ratio(down, OURS, OPENSSH_OUR_CIPHER),
+      upload_vs_openssh_our_cipher: ratio(up, OURS, OPENSSH_OUR_CIPHER),
+      cpu_vs_openssh_default: cpuPerGiB(OURS) / cpuPerGiB(ref),
+      cpu_vs_openssh_our_cipher: cpuPerGiB(OURS) / cpuPerGiB(OPENSSH_OUR_CIPHER),
+    },
+  };
+}
