@@ -5,23 +5,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeSandbox, type Sandbox } from '../../test/helpers/cli.js';
+import type { InstanceView, TunnelView } from '../../core/api.js';
 import type { SshTarget } from './openssh.js';
 
-export interface TunnelJson {
-  instance_id: string;
-  local_port: number;
-  state: string;
-  connections: number;
-  bytes_in: number;
-  bytes_out: number;
-}
-
-interface InstanceJson {
-  instance_id: string;
-  status: string;
-  status_message: string | null;
-  tunnel: TunnelJson | null;
-}
+/** What `tunnel --list --json` prints: core's tunnel view. */
+export type TunnelJson = TunnelView;
 
 export class Vai {
   readonly sb: Sandbox;
@@ -43,14 +31,14 @@ export class Vai {
   }
 
   /** `vai-mcp-cli create <config> --json` for a box reached over SSH; resolves once it is ready. */
-  async createSshBox(t: SshTarget): Promise<TunnelJson & { instance_id: string }> {
+  async createSshBox(t: SshTarget): Promise<TunnelView> {
     const file = this.sb.writeFile(`box-${++this.configs}.json`, {
       provider: 'ssh',
       instance_config: { ssh_host: t.host, ssh_port: t.port, ssh_user: t.user, ssh_key_path: t.keyPath, remote_port: t.remotePort },
     });
     const r = await this.sb.cli(['create', file, '--json'], { timeoutMs: 120_000 });
     if (r.code !== 0) throw new Error(`vai-mcp-cli create exited ${r.code}: ${r.stderr}`);
-    const [inst] = JSON.parse(r.stdout) as InstanceJson[];
+    const [inst] = JSON.parse(r.stdout) as InstanceView[];
     if (!inst?.tunnel || inst.status !== 'ready') throw new Error(`box not ready: ${r.stdout}`);
     return inst.tunnel;
   }

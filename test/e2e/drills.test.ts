@@ -18,6 +18,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { InstanceView, TunnelView } from '../../core/api.js';
 import { hasIpv6Loopback } from '../../core/ports.js';
 import { makeSandbox, ROOT, supervisorPidsFor, waitUntil, type RunResult, type Sandbox } from '../helpers/cli.js';
 import { mountSupport, mountTmpfs, type Tmpfs } from '../helpers/mounts.js';
@@ -29,20 +30,9 @@ import { startSshd, type SshdHandle } from '../helpers/sshd.js';
 const MiB = 1024 * 1024;
 const SERVER = path.join(ROOT, 'dist', 'server', 'index.js');
 
-interface TunnelJson {
-  instance_id: string;
-  local_port: number;
-  url: string;
-  state: string;
-  last_error: string | null;
-  connections: number;
-}
-interface InstanceJson {
-  instance_id: string;
-  provider: string;
-  status: string;
-  tunnel: TunnelJson | null;
-}
+// What `--json` prints: the CLI prints core's views as they are.
+type TunnelJson = TunnelView;
+type InstanceJson = InstanceView;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
