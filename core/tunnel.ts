@@ -262,6 +262,7 @@ export class Tunnel extends EventEmitter {
       this.log.info(`ssh link ready to ${hostPort} (cipher ${cipher})`);
       this.flushPending();
       this.probe();
+      this.askServerForNoDelay(client);
     });
     client.on('error', (err: Error & { level?: string }) => {
       lastErr = err;
@@ -316,6 +317,25 @@ export class Tunnel extends EventEmitter {
     } catch (err) {
       // connect() throws synchronously only for bad options; not worth retrying.
       this.fail(`Cannot connect to ${hostPort}: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * OpenSSH's sshd turns TCP_NODELAY on for a connection only once it runs a command for it; a
+   * forward-only link (`ssh -N`) keeps Nagle, so a small reply that follows another unacknowledged
+   * one waits out our delayed ACK (~40 ms on 8-13% of fresh requests). Running `true` once per
+   * link makes sshd set it. Boxes that refuse commands keep working, just without this.
+   */
+  private askServerForNoDelay(client: SshClient): void {
+    try {
+      client.exec('true', (err, ch) => {
+        if (err) return this.log.debug(`no command session on this link (${err.message}); sshd keeps Nagle`);
+        ch.on('error', () => {});
+        ch.stderr.resume();
+        ch.resume();
+      });
+    } catch {
+      // The link went down meanwhile: the next link asks again.
     }
   }
 
