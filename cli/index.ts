@@ -13,6 +13,7 @@ import { registerInstanceCommands } from './commands/instances.js';
 import { registerLifecycleCommands } from './commands/lifecycle.js';
 import { registerOfferCommands } from './commands/offers.js';
 import { registerTunnelCommands } from './commands/tunnels.js';
+import { registerWorkflowCommands } from './commands/workflows.js';
 import { printError } from './format.js';
 
 const cli = cac('vai-mcp-cli');
@@ -20,6 +21,7 @@ registerInstanceCommands(cli);
 registerLifecycleCommands(cli);
 registerOfferCommands(cli);
 registerTunnelCommands(cli);
+registerWorkflowCommands(cli);
 registerDaemonCommands(cli);
 cli.usage(`<command> [options]
 

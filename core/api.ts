@@ -163,6 +163,91 @@ export interface HelloResult {
   warnings: string[];
 }
 
+/** A workflow to run: the `workflow` section of a config, paths absolute. */
+export interface WorkflowSpec {
+  file: string;
+  parameters: Record<string, unknown>;
+  output_dir: string;
+}
+
+/**
+ * waiting: a oneshot job waits for its box; submitting: inputs upload and the graph is queued;
+ * queued / running: on the box; downloading: outputs come to output_dir; then an end state.
+ */
+export type JobStatus = 'waiting' | 'submitting' | 'queued' | 'running' | 'downloading' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface JobView {
+  job_id: string;
+  instance_id: string;
+  status: JobStatus;
+  /** ComfyUI's id of the queued graph, once queued. */
+  prompt_id: string | null;
+  workflow_file: string;
+  output_dir: string;
+  /** The latest progress line, e.g. "node 4 of 7 (KSampler) 35%". */
+  progress: string | null;
+  node_index: number | null;
+  node_count: number | null;
+  /** Percent of the current node (KSampler steps). */
+  percent: number | null;
+  /** Place in the box's queue while queued (1 = next). */
+  queue_position: number | null;
+  /** Local paths of the downloaded outputs. */
+  outputs: string[];
+  error: string | null;
+  created_at: string;
+  finished_at: string | null;
+  /** oneshot --destroy: the box is destroyed when the job ends, however it ends. */
+  destroy_box: boolean;
+  /** Set once that destroy was carried out (true) or failed (false). */
+  box_destroyed: boolean | null;
+}
+
+export interface RunWorkflowParams {
+  instance_id: string;
+  workflow: WorkflowSpec;
+  /** Wait this long for the job to end (progress meanwhile); 0 answers once it is queued. */
+  wait_s?: number;
+}
+
+export interface QueueRow {
+  prompt_id: string;
+  number: number;
+  /** Our job id when the job was started here. */
+  job_id: string | null;
+}
+
+export interface QueueView {
+  instance_id: string;
+  running: QueueRow[];
+  pending: QueueRow[];
+}
+
+export interface CancelParams {
+  instance_id: string;
+  /** Our job id (`job-3`) or ComfyUI's prompt id; leave out with `all`. */
+  job_id?: string;
+  all?: boolean;
+}
+
+export interface CancelResult {
+  instance_id: string;
+  cancelled: { prompt_id: string; job_id: string | null; was: 'running' | 'pending' }[];
+}
+
+export interface ExtractResult {
+  instance_id: string;
+  out_dir: string;
+  files: string[];
+}
+
+export interface OneshotParams {
+  /** A validated config with a workflow section, paths absolute. */
+  config: Config;
+  destroy: boolean;
+  request_id?: string;
+}
+
 export interface VaiApi {
   hello(p: HelloParams, o?: CallOptions): Promise<HelloResult>;
   createInstances(p: CreateParams, o?: CallOptions): Promise<CreateResult>;
@@ -182,6 +267,18 @@ export interface VaiApi {
   instanceLogs(p: { instance_id: string }, o?: CallOptions): Promise<{ instance_id: string; log: string }>;
   /** The offers a config would choose from, cheapest first (paid providers). */
   searchOffers(p: { config: Config; limit?: number }, o?: CallOptions): Promise<SearchResult>;
+  /** Uploads inputs and queues the workflow on a ready box; outputs are downloaded when it ends. */
+  runWorkflow(p: RunWorkflowParams, o?: CallOptions): Promise<JobView>;
+  /** A job's state; with wait_s, waits that long for it to end (progress meanwhile). */
+  getJob(p: { job_id: string; wait_s?: number }, o?: CallOptions): Promise<JobView>;
+  listJobs(p: { instance_id?: string }, o?: CallOptions): Promise<JobView[]>;
+  /** The box's ComfyUI queue. */
+  listQueue(p: { instance_id: string }, o?: CallOptions): Promise<QueueView>;
+  cancelJobs(p: CancelParams, o?: CallOptions): Promise<CancelResult>;
+  /** Downloads everything the box has produced (outputs and saved workflows) into out_dir. */
+  extractOutputs(p: { instance_id: string; out_dir: string }, o?: CallOptions): Promise<ExtractResult>;
+  /** Creates a box, runs the config's workflow on it, downloads the outputs, and destroys it if asked. */
+  oneshot(p: OneshotParams, o?: CallOptions): Promise<{ instance: InstanceView; job: JobView }>;
   status(p: Record<string, never>, o?: CallOptions): Promise<DaemonStatus>;
   /** Ends the supervisor; records stay, the next start restores them (`daemon stop`, handover). */
   shutdown(p: { reason?: string }, o?: CallOptions): Promise<{ ok: true }>;
@@ -191,8 +288,14 @@ export type ApiMethod = keyof VaiApi;
 export const API_METHODS: readonly ApiMethod[] = [
   'hello', 'createInstances', 'waitForInstances', 'listInstances', 'openTunnel', 'listTunnels',
   'stopTunnel', 'stopAllTunnels', 'destroyInstance', 'destroyAll', 'sshKey', 'stopInstance', 'startInstance',
-  'instanceLogs', 'searchOffers', 'status', 'shutdown',
+  'instanceLogs', 'searchOffers', 'runWorkflow', 'getJob', 'listJobs', 'listQueue', 'cancelJobs', 'extractOutputs',
+  'oneshot', 'status', 'shutdown',
 ];
+
+/** A job that will not change any more. */
+export function isJobDone(status: JobStatus): boolean {
+  return status === 'succeeded' || status === 'failed' || status === 'cancelled';
+}
 
 /** Settled: the box will not change on its own any more (ready, failed, stopped, destroyed). */
 export function isSettled(status: InstanceViewStatus): boolean {

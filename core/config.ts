@@ -94,7 +94,7 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
  * Validates a parsed config object. `source` names where it came from (a file path, or
  * "config" for an MCP argument) so that errors say where to look.
  */
-export function parseConfig(raw: unknown, source = 'config'): Config {
+export function parseConfig(raw: unknown, source = 'config', opts: { needProvider?: boolean } = {}): Config {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw badInput(`${source}: expected a JSON object like {"provider": "local"}.`);
   }
@@ -106,14 +106,14 @@ export function parseConfig(raw: unknown, source = 'config'): Config {
     );
   }
   const cfg = result.data;
-  const provider = cfg.provider ?? (cfg.instance_config.gpu_name ? 'vast' : undefined);
+  const provider = cfg.provider ?? (cfg.instance_config.gpu_name ? 'vast' : opts.needProvider === false ? 'local' : undefined);
   if (!provider) {
     throw badInput(
       `${source}: "provider" is missing.`,
       'Set "provider" to "local" (the built-in simulator), "ssh" (a box you already have) or "vast".',
     );
   }
-  if (provider === 'ssh' && !cfg.instance_config.ssh_host) {
+  if (provider === 'ssh' && !cfg.instance_config.ssh_host && opts.needProvider !== false) {
     throw badInput(
       `${source}: instance_config.ssh_host is required with provider "ssh".`,
       'Name the machine to reach, e.g. "instance_config": {"ssh_host": "gpu.example.org", "ssh_user": "root"}.',
@@ -126,7 +126,7 @@ export function parseConfig(raw: unknown, source = 'config'): Config {
  * Reads and validates a config file, and makes every path inside it absolute against the file's
  * folder (DESIGN.md "Paths"). Runs in the client, before a request leaves it.
  */
-export function loadConfigFile(file: string): Config {
+export function loadConfigFile(file: string, opts: { needProvider?: boolean } = {}): Config {
   const abs = path.resolve(expandHome(file));
   let text: string;
   try {
@@ -136,7 +136,7 @@ export function loadConfigFile(file: string): Config {
     const why = code === 'ENOENT' ? 'does not exist' : code === 'EISDIR' ? 'is a folder' : `cannot be read (${code})`;
     throw badInput(`Config file ${abs} ${why}.`, 'Pass the path of a JSON config file, e.g. examples/local.json.');
   }
-  const cfg = parseConfig(parseJsonText(text, abs), abs);
+  const cfg = parseConfig(parseJsonText(text, abs), abs, opts);
   return resolveConfigPaths(cfg, path.dirname(abs));
 }
 
@@ -152,7 +152,37 @@ export function resolveConfigPaths(cfg: Config, baseDir: string): Config {
   if (ic.provisioning_script && !isUrl(ic.provisioning_script)) ic.provisioning_script = abs(ic.provisioning_script);
   const out: Config = { ...cfg, instance_config: ic };
   if (cfg.workflow) {
-    out.workflow = { ...cfg.workflow, file: abs(cfg.workflow.file), output_dir: abs(cfg.workflow.output_dir) };
+    out.workflow = { file: abs(cfg.workflow.file), parameters: resolveParameterPaths(cfg.workflow.parameters, abs), output_dir: abs(cfg.workflow.output_dir) };
   }
   return out;
+}
+
+/** Parameter values that name local files: images are uploaded, .txt files are read. */
+const FILE_VALUE = /\.(png|jpe?g|webp|txt)$/i;
+
+/**
+ * Makes the file names among workflow parameter values absolute, in both forms:
+ * `{"6.text": "prompt.txt"}` and the original toolkit's `{"10_Load": {"node_id": 10, "values": ["in.png"]}}`.
+ */
+export function resolveParameterPaths(params: Record<string, unknown>, abs: (p: string) => string): Record<string, unknown> {
+  const file = (v: unknown) => (typeof v === 'string' && FILE_VALUE.test(v) && !isUrl(v) ? abs(v) : v);
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(params)) {
+    const values = (value as { values?: unknown })?.values;
+    out[key] = value && typeof value === 'object' && Array.isArray(values) ? { ...value, values: values.map(file) } : file(value);
+  }
+  return out;
+}
+
+/**
+ * The `workflow` section of a job config file, paths absolute (`exec` uses nothing else, so the
+ * rest of the file needs no provider). Unknown keys anywhere are still errors.
+ */
+export function loadJobWorkflow(file: string): NonNullable<Config['workflow']> {
+  const abs = path.resolve(expandHome(file));
+  const cfg = loadConfigFile(abs, { needProvider: false });
+  if (!cfg.workflow) {
+    throw badInput(`${abs} has no "workflow" section.`, 'Add "workflow": {"file": "workflow_api.json", "parameters": {}, "output_dir": "./outputs"} (see examples/job.json).');
+  }
+  return cfg.workflow;
 }

@@ -422,6 +422,13 @@ export class SupervisorClient implements VaiApi {
   startInstance: VaiApi['startInstance'] = (p, o) => this.call('startInstance', p, o);
   instanceLogs: VaiApi['instanceLogs'] = (p, o) => this.call('instanceLogs', p, o);
   searchOffers: VaiApi['searchOffers'] = (p, o) => this.call('searchOffers', p, o);
+  runWorkflow: VaiApi['runWorkflow'] = (p, o) => this.call('runWorkflow', p, o);
+  getJob: VaiApi['getJob'] = (p, o) => this.call('getJob', p, o);
+  listJobs: VaiApi['listJobs'] = (p, o) => this.call('listJobs', p, o);
+  listQueue: VaiApi['listQueue'] = (p, o) => this.call('listQueue', p, o);
+  cancelJobs: VaiApi['cancelJobs'] = (p, o) => this.call('cancelJobs', p, o);
+  extractOutputs: VaiApi['extractOutputs'] = (p, o) => this.call('extractOutputs', p, o);
+  oneshot: VaiApi['oneshot'] = (p, o) => this.call('oneshot', p, o);
   status: VaiApi['status'] = (p, o) => this.call('status', p, o);
   shutdown: VaiApi['shutdown'] = (p, o) => this.call('shutdown', p, o);
 }

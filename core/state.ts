@@ -8,6 +8,7 @@
 import { chmodSync, closeSync, existsSync, openSync, renameSync } from 'node:fs';
 import Keyv from 'keyv';
 import KeyvSqlite from '@keyv/sqlite';
+import type { JobStatus, WorkflowSpec } from './api.js';
 import type { Config, ProviderName } from './config.js';
 import { homeWriteError } from './errors.js';
 import { Mutex } from './mutex.js';
@@ -70,6 +71,24 @@ export interface RequestRecord {
   fingerprint: string;
   instance_ids: string[];
   created_at: string;
+}
+
+/** A workflow run (core/jobs.ts). Progress lines live in memory; the record changes with the status. */
+export interface JobRecord {
+  job_id: string;
+  instance_id: string;
+  status: JobStatus;
+  workflow: WorkflowSpec;
+  prompt_id?: string;
+  /** The websocket client id the graph was queued under (ComfyUI sends its progress there). */
+  client_id: string;
+  node_count?: number;
+  outputs: string[];
+  error?: string;
+  created_at: string;
+  finished_at?: string;
+  destroy_box: boolean;
+  box_destroyed?: boolean;
 }
 
 export interface HostKeyPin {
@@ -155,6 +174,7 @@ export class StateStore {
   readonly ports: Collection<PortLease>;
   readonly hostKeys: Collection<HostKeyPin>;
   readonly requests: Collection<RequestRecord>;
+  readonly jobs: Collection<JobRecord>;
   /** Counters for ids (`local-1`, `ssh-1`, ...). */
   readonly counters: Collection<number>;
   private readonly stores: KeyvSqlite[] = [];
@@ -176,13 +196,14 @@ export class StateStore {
     this.ports = make('ports');
     this.hostKeys = make('hostkeys');
     this.requests = make('requests');
+    this.jobs = make('jobs');
     this.counters = make('counters');
   }
 
   private async loadAll(): Promise<void> {
     // All at once: each collection has its own connection, and each must have a handler
     // attached before a broken file rejects them (else they surface as unhandled rejections).
-    const collections = [this.instances, this.tunnels, this.ports, this.hostKeys, this.requests, this.counters] as Collection<unknown>[];
+    const collections = [this.instances, this.tunnels, this.ports, this.hostKeys, this.requests, this.jobs, this.counters] as Collection<unknown>[];
     const results = await Promise.allSettled(collections.map((c) => c.load()));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;

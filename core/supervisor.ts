@@ -8,10 +8,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type {
-  CallOptions, CreateParams, CreateResult, DaemonStatus, DestroyResult, HelloParams, HelloResult, InstanceView,
-  OfferView, OpenTunnelParams, SearchResult, SshKeyReport, StopTunnelResult, TunnelView, VaiApi, WaitParams,
+  CallOptions, CancelParams, CancelResult, CreateParams, CreateResult, DaemonStatus, DestroyResult, ExtractResult, HelloParams,
+  HelloResult, InstanceView, JobView, OfferView, OneshotParams, OpenTunnelParams, QueueView, RunWorkflowParams, SearchResult,
+  SshKeyReport, StopTunnelResult, TunnelView, VaiApi, WaitParams,
 } from './api.js';
-import { isSettled } from './api.js';
+import { isJobDone, isSettled } from './api.js';
 import { getSystemStats } from './comfy/client.js';
 import { parseConfig, resolveConfigPaths, type Config, type ProviderName } from './config.js';
 import { badInput, failure, toVaiError, unknownInstance, VaiError } from './errors.js';
@@ -22,6 +23,7 @@ import { PortAllocator } from './ports.js';
 import { LocalProvider } from './providers/local.js';
 import type { Provider, ProviderContext } from './providers/provider.js';
 import { SshProvider } from './providers/ssh.js';
+import { JobRunner } from './jobs.js';
 import { findVastApiKey, VastApi, type VastOffer } from './providers/vast-api.js';
 import { VastProvider } from './providers/vast.js';
 import { loadSettings, requestEnvFrom, type RequestEnv, type Settings } from './settings.js';
@@ -84,6 +86,7 @@ export class Supervisor implements VaiApi {
   private readonly events = new EventEmitter();
   private readonly startedAt = new Date();
   private readonly ownEnv: RequestEnv;
+  private readonly jobs: JobRunner;
   private sweeper: NodeJS.Timeout | undefined;
   private sweeping = false;
   private closing = false;
@@ -101,6 +104,12 @@ export class Supervisor implements VaiApi {
       ssh: new SshProvider(() => store.nextId('ssh')),
       vast: new VastProvider(),
     };
+    this.jobs = new JobRunner(store.jobs, {
+      comfyUrl: (id, timeoutMs) => this.comfyUrl(id, timeoutMs),
+      hasInstance: (id) => store.instances.has(id),
+      nextJobId: () => store.nextId('job'),
+      log: opts.log.child('jobs'),
+    });
   }
 
   /** Opens the state, restores boxes and tunnels, and starts the deadline sweeper. */
@@ -558,6 +567,7 @@ export class Supervisor implements VaiApi {
       if (this.tunnels.has(id)) await this.closeTunnel(id);
       this.watchEnv.delete(id);
       this.locks.delete(id);
+      await this.jobs.instanceGone(id, `its box ${id} was destroyed`);
       this.progress(id, message);
       this.events.emit('change', id);
       this.log().info(`${id}: ${message}`);
@@ -600,6 +610,64 @@ export class Supervisor implements VaiApi {
     }
     for (const rec of this.store.instances.values()) {
       if (!isSettled(rec.status)) this.startWatch(rec.instance_id);
+    }
+    await this.jobs.restore((job) => void this.carryOutOneshot(job.job_id));
+  }
+
+  // ---------------------------------------------------------------- workflows
+
+  /** The box's ComfyUI through its tunnel (127.0.0.1: the tunnel listens there in any case). */
+  private async comfyUrl(id: string, timeoutMs: number): Promise<string> {
+    const rec = this.record(id);
+    if (rec.status !== 'ready') {
+      throw failure(`${id} is not ready (${rec.status}${rec.status_message ? `: ${rec.status_message}` : ''}).`, rec.status === 'stopped' ? `Start it: vai-mcp-cli start ${id}` : 'Wait until `vai-mcp-cli list` shows it ready.', 'not_ready');
+    }
+    const tunnel = this.tunnels.get(id);
+    if (!tunnel) throw failure(`${id} has no open tunnel.`, `Open it: vai-mcp-cli tunnel ${id}`, 'no_tunnel');
+    try {
+      await tunnel.waitFor(['up'], timeoutMs);
+    } catch {
+      const why = tunnel.stats().last_error;
+      throw failure(`The tunnel of ${id} is not up (${tunnel.state}${why ? `: ${why}` : ''}).`, `\`vai-mcp-cli tunnel --list\` shows it; \`vai-mcp-cli tunnel ${id}\` reopens it.`, 'tunnel_down');
+    }
+    return `http://127.0.0.1:${tunnel.localPort}`;
+  }
+
+  /**
+   * A oneshot's job from box to end: wait for the box, run, download, and destroy the box when
+   * asked, however the job ended. Runs here, not in the caller, so a closed terminal still ends
+   * in a destroyed box (DESIGN.md invariant 9).
+   */
+  private async carryOutOneshot(jobId: string): Promise<void> {
+    const job = () => this.store.jobs.get(jobId);
+    const first = job();
+    if (!first) return;
+    const id = first.instance_id;
+    try {
+      if (!isJobDone(first.status) && this.store.instances.has(id)) {
+        const [box] = await this.waitForInstances({ instance_ids: [id] });
+        if (!isJobDone(job()?.status ?? 'failed')) {
+          if (box?.status !== 'ready') {
+            await this.jobs.abandon(jobId, 'failed', `its box ${id} did not become ready (${box?.status ?? 'gone'}${box?.status_message ? `: ${box.status_message}` : ''})`);
+          } else {
+            await this.jobs.submit(jobId).then(() => this.jobs.follow(jobId), () => undefined);
+          }
+        }
+      }
+    } catch (err) {
+      await this.jobs.abandon(jobId, 'failed', toVaiError(err).message).catch(() => undefined);
+    } finally {
+      if (first.destroy_box) {
+        if (!this.store.instances.has(id)) await this.jobs.setBoxDestroyed(jobId, true);
+        else {
+          try {
+            await this.destroy(id, this.watchEnv.get(id) ?? this.ownEnv, `destroyed after ${jobId} (oneshot --destroy)`);
+            await this.jobs.setBoxDestroyed(jobId, true);
+          } catch (err) {
+            await this.jobs.setBoxDestroyed(jobId, false, `the box could not be destroyed: ${toVaiError(err).message}`);
+          }
+        }
+      }
     }
   }
 
@@ -903,6 +971,47 @@ export class Supervisor implements VaiApi {
     if (!provider.search) throw badInput(`The ${config.provider} provider has no offers to search.`, 'Search applies to "vast".', 'not_supported');
     const { offers, maxPrice } = await provider.search(config, this.ctx(env));
     return { offers: offers.slice(0, p.limit ?? 20).map(offerView), max_price_per_hour: maxPrice };
+  }
+
+  async runWorkflow(p: RunWorkflowParams, o: CallOptions = {}): Promise<JobView> {
+    this.record(p.instance_id);
+    return this.jobs.run(p.instance_id, p.workflow, p.wait_s ?? 0, o);
+  }
+
+  async getJob(p: { job_id: string; wait_s?: number }, o: CallOptions = {}): Promise<JobView> {
+    return this.jobs.wait(p.job_id, p.wait_s ?? 0, o);
+  }
+
+  async listJobs(p: { instance_id?: string }): Promise<JobView[]> {
+    return this.jobs.list(p.instance_id);
+  }
+
+  async listQueue(p: { instance_id: string }): Promise<QueueView> {
+    this.record(p.instance_id);
+    return this.jobs.queue(p.instance_id);
+  }
+
+  async cancelJobs(p: CancelParams): Promise<CancelResult> {
+    this.record(p.instance_id);
+    return this.jobs.cancel(p);
+  }
+
+  async extractOutputs(p: { instance_id: string; out_dir: string }, o: CallOptions = {}): Promise<ExtractResult> {
+    this.record(p.instance_id);
+    return this.jobs.extract(p.instance_id, p.out_dir, o);
+  }
+
+  async oneshot(p: OneshotParams, o: CallOptions = {}): Promise<{ instance: InstanceView; job: JobView }> {
+    const workflow = p.config.workflow;
+    if (!workflow) throw badInput('The config has no "workflow" section: oneshot needs one.', 'Add "workflow": {"file": "workflow_api.json", "parameters": {}, "output_dir": "./outputs"}.');
+    const { instances } = await this.createInstances({ config: p.config, count: 1, request_id: p.request_id }, o);
+    const box = instances[0]!;
+    // A repeated request_id: its job, not a second one.
+    const prior = this.jobs.list(box.instance_id)[0];
+    if (p.request_id && prior) return { instance: box, job: prior };
+    const job = await this.jobs.create(box.instance_id, workflow, { destroyBox: p.destroy, waiting: true });
+    void this.carryOutOneshot(job.job_id);
+    return { instance: this.viewOf(box.instance_id), job: this.jobs.view(job.job_id) };
   }
 
   async status(): Promise<DaemonStatus> {

@@ -44,3 +44,23 @@ export const InstancesOutput = z.object({
   instances: z.array(InstanceSchema),
   summary: z.string().describe('What happened, and what to do next'),
 });
+
+export const JobSchema = z.object({
+  job_id: z.string(),
+  instance_id: z.string(),
+  status: z.string().describe('waiting (for its box), submitting, queued, running, downloading, succeeded, failed, cancelled'),
+  prompt_id: z.string().nullable().describe("ComfyUI's id of the queued graph"),
+  workflow_file: z.string(),
+  output_dir: z.string(),
+  progress: z.string().nullable().describe('The latest progress line, e.g. "node 4 of 7 (KSampler) 35%"'),
+  node_index: z.number().nullable(),
+  node_count: z.number().nullable(),
+  percent: z.number().nullable(),
+  queue_position: z.number().nullable(),
+  outputs: z.array(z.string()).describe('Absolute paths of the downloaded output files on this machine'),
+  error: z.string().nullable(),
+  created_at: z.string(),
+  finished_at: z.string().nullable(),
+  destroy_box: z.boolean(),
+  box_destroyed: z.boolean().nullable(),
+});

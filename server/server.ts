@@ -10,15 +10,17 @@ import { registerTools, type ToolDef } from './tool.js';
 import { instanceTools } from './tools/instances.js';
 import { offerTools } from './tools/offers.js';
 import { tunnelTools } from './tools/tunnels.js';
+import { workflowTools } from './tools/workflows.js';
 
-export const TOOLS: ToolDef[] = [...instanceTools, ...tunnelTools, ...offerTools];
+export const TOOLS: ToolDef[] = [...instanceTools, ...tunnelTools, ...offerTools, ...workflowTools];
 
 export const INSTRUCTIONS = `vai-mcp creates ComfyUI boxes and gives each one its own http://localhost:<port> URL through an SSH tunnel that keeps working after this conversation ends.
 Flow:
 1. create_instance with a request_id (any unique string). provider "local" is a free simulator for trying things; "vast" rents real GPUs and costs money per hour: show the price first (search_offers) and say so to the user before renting; "ssh" registers a machine the user already has.
 2. If boxes are not ready when it returns, call list_instances with their instance_ids and wait_s (up to 45) until they are. Never create again to "retry": repeat the same request_id if you must.
 3. Give the user each ready box's tunnel.url. list_tunnels and list_instances show what runs; the user sees the same with \`vai-mcp-cli tunnel --list\`.
-4. destroy_instance ends a box: ask the user first, then call it with confirm: true. close_tunnel only closes the tunnel; the box keeps running.`;
+4. destroy_instance ends a box: ask the user first, then call it with confirm: true. close_tunnel only closes the tunnel; the box keeps running.
+5. run_workflow runs a ComfyUI workflow on a ready box and downloads its outputs to this machine; get_job follows it (outputs as local paths, small images inline); cancel_job stops it.`;
 
 export interface CreateServerOptions {
   api: VaiApi;

@@ -5,7 +5,7 @@
  * files never build MCP objects themselves.
  */
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, ContentBlock, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import type { z } from 'zod';
 import type { VaiApi } from '../core/api.js';
 import { toVaiError } from '../core/errors.js';
@@ -28,6 +28,8 @@ export interface ToolDef<In extends z.ZodObject = z.ZodObject, Out extends z.Zod
   output: Out;
   annotations: Omit<ToolAnnotations, 'title'>;
   handle(args: z.infer<In>, ctx: ToolContext): Promise<z.infer<Out>>;
+  /** Content blocks to send after the JSON text, e.g. small output images inline. */
+  extraContent?(out: z.infer<Out>): Promise<ContentBlock[]>;
 }
 
 /** Keeps each tool's argument and result types while collecting them in one array. */
@@ -66,7 +68,8 @@ export function registerTools(server: McpServer, tools: ToolDef[], api: VaiApi, 
         };
         try {
           const out = await tool.handle(args as never, { api, cwd, progress, signal: extra.signal });
-          return { content: [{ type: 'text', text: JSON.stringify(out, null, 2) }], structuredContent: out as Record<string, unknown> };
+          const more = tool.extraContent ? await tool.extraContent(out as never).catch(() => []) : [];
+          return { content: [{ type: 'text', text: JSON.stringify(out, null, 2) }, ...more], structuredContent: out as Record<string, unknown> };
         } catch (err) {
           return errorResult(err);
         } finally {

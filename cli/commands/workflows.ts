@@ -1,0 +1,131 @@
+/** `exec`, `oneshot`, `cancel`, `extract`: running ComfyUI workflows on boxes. */
+import path from 'node:path';
+import type { CAC } from 'cac';
+import type { JobView } from '../../core/api.js';
+import { isJobDone } from '../../core/api.js';
+import { loadConfigFile, loadJobWorkflow } from '../../core/config.js';
+import { badInput, failure } from '../../core/errors.js';
+import { supervisor } from '../client.js';
+import { note, printJson, printLine, ProgressLine, table } from '../format.js';
+
+/** Each wait on the supervisor is short, so a lost connection is noticed; the job goes on. */
+const WAIT_SLICE_S = 30;
+
+/**
+ * Follows a job to its end with a progress line on stderr. Ctrl-C stops watching only: the
+ * supervisor finishes the job and still downloads its outputs (and, for oneshot --destroy,
+ * destroys the box).
+ */
+async function followJob(job: JobView): Promise<JobView> {
+  const client = await supervisor();
+  const progress = new ProgressLine();
+  const onSigint = () => {
+    progress.done();
+    note(`Stopped watching. ${job.job_id} goes on in the background; its outputs still arrive in ${job.output_dir}.`);
+    note(`Cancel it with: vai-mcp-cli cancel ${job.instance_id} ${job.job_id}`);
+    process.exit(130);
+  };
+  process.once('SIGINT', onSigint);
+  try {
+    let view = job;
+    while (!isJobDone(view.status)) {
+      view = await client.getJob({ job_id: job.job_id, wait_s: WAIT_SLICE_S }, { onProgress: (p) => progress.update(p.message) });
+    }
+    // A oneshot's box is destroyed right after its job ends: wait for that verdict too.
+    while (view.destroy_box && view.box_destroyed === null) {
+      progress.update(`${job.job_id}: destroying ${job.instance_id}`);
+      await new Promise((r) => setTimeout(r, 250));
+      view = await client.getJob({ job_id: job.job_id });
+    }
+    return view;
+  } finally {
+    process.off('SIGINT', onSigint);
+    progress.done();
+  }
+}
+
+/** Prints the outcome; exits 1 when the job did not succeed. */
+function reportJob(view: JobView, json: boolean): void {
+  if (json) printJson(view);
+  else {
+    for (const f of view.outputs) printLine(f);
+    if (view.status === 'succeeded') note(`${view.job_id} on ${view.instance_id} succeeded: ${view.outputs.length} file(s) in ${view.output_dir}`);
+    if (view.destroy_box) note(view.box_destroyed ? `${view.instance_id} was destroyed.` : `${view.instance_id} could NOT be destroyed: check \`vai-mcp-cli list\` and destroy it.`);
+  }
+  if (view.status !== 'succeeded') {
+    throw failure(`${view.job_id} on ${view.instance_id} ${view.status}: ${view.error ?? 'no reason given'}`, view.status === 'failed' ? 'Check the workflow and the box (`vai-mcp-cli logs <id>`), then run it again.' : undefined);
+  }
+}
+
+export function registerWorkflowCommands(cli: CAC): void {
+  cli
+    .command('exec <instance-id> <config>', 'Run the config\'s ComfyUI workflow on a ready box: upload inputs, queue it, show progress, download the outputs to output_dir')
+    .option('--json', 'Print the finished job as JSON')
+    .option('--no-wait', 'Return once the job is queued (the supervisor still downloads its outputs)')
+    .example('vai-mcp-cli exec local-1 examples/job.json')
+    .action(async (id: string, file: string, opts: { json?: boolean; wait: boolean }) => {
+      const workflow = loadJobWorkflow(path.resolve(file));
+      const client = await supervisor();
+      const job = await client.runWorkflow({ instance_id: String(id), workflow, wait_s: 0 });
+      note(`${job.job_id} queued on ${job.instance_id} (ComfyUI prompt ${job.prompt_id})`);
+      if (opts.wait === false) return opts.json ? printJson(job) : printLine(job.job_id);
+      reportJob(await followJob(job), !!opts.json);
+    });
+
+  cli
+    .command('oneshot <config>', 'Create a box, run the config\'s workflow on it, download the outputs, and with --destroy destroy the box (also when the job fails)')
+    .option('--destroy', 'Destroy the box when the job ends, however it ends (carried out by the supervisor, even if this command is stopped)')
+    .option('--json', 'Print the finished job as JSON')
+    .example('vai-mcp-cli oneshot examples/job.json --destroy')
+    .action(async (file: string, opts: { destroy?: boolean; json?: boolean }) => {
+      const config = loadConfigFile(path.resolve(file));
+      if (!config.workflow) throw badInput(`${path.resolve(file)} has no "workflow" section.`, 'See examples/job.json.');
+      const client = await supervisor();
+      const { instance, job } = await client.oneshot({ config, destroy: !!opts.destroy });
+      note(`${instance.instance_id} (${instance.provider}) is coming up; ${job.job_id} runs on it once it is ready${opts.destroy ? ', then the box is destroyed' : ''}.`);
+      reportJob(await followJob(job), !!opts.json);
+    });
+
+  cli
+    .command('cancel <instance-id> [job-id]', 'Cancel a job (ours, e.g. job-3, or a ComfyUI prompt id) queued or running on a box; --list shows the queue, --all empties it')
+    .option('--list', 'Show the box\'s queue')
+    .option('--all', 'Cancel the running job and every pending one')
+    .option('--json', 'Print the result as JSON')
+    .example('vai-mcp-cli cancel local-1 --list')
+    .example('vai-mcp-cli cancel local-1 job-3')
+    .example('vai-mcp-cli cancel local-1 --all')
+    .action(async (id: string, jobId: string | undefined, opts: { list?: boolean; all?: boolean; json?: boolean }) => {
+      const given = [jobId !== undefined, !!opts.list, !!opts.all].filter(Boolean).length;
+      if (given !== 1) throw badInput('Pass exactly one of: a job id, --list, --all.', 'Example: vai-mcp-cli cancel local-1 --list');
+      const client = await supervisor();
+      if (opts.list) {
+        const q = await client.listQueue({ instance_id: String(id) });
+        if (opts.json) return printJson(q);
+        const rows = [...q.running.map((r) => ['running', r.job_id ?? '-', r.prompt_id]), ...q.pending.map((r) => ['pending', r.job_id ?? '-', r.prompt_id])];
+        return printLine(rows.length ? table(['STATE', 'JOB', 'PROMPT'], rows) : `The queue of ${q.instance_id} is empty.`);
+      }
+      const r = await client.cancelJobs({ instance_id: String(id), job_id: jobId === undefined ? undefined : String(jobId), all: !!opts.all });
+      if (opts.json) return printJson(r);
+      if (r.cancelled.length === 0) printLine(`Nothing was queued on ${r.instance_id}.`);
+      for (const c of r.cancelled) printLine(`${c.job_id ?? c.prompt_id}  cancelled (was ${c.was})`);
+    });
+
+  cli
+    .command('extract <instance-id>', 'Download everything the box has produced (outputs and saved workflows), named <time>_<instance>_<file>')
+    .option('--out <dir>', 'Folder to download into', { default: './outputs' })
+    .option('--json', 'Print the result as JSON')
+    .example('vai-mcp-cli extract local-1 --out ./from-box')
+    .action(async (id: string, opts: { out: string; json?: boolean }) => {
+      const client = await supervisor();
+      const progress = new ProgressLine();
+      try {
+        const r = await client.extractOutputs({ instance_id: String(id), out_dir: path.resolve(String(opts.out)) }, { onProgress: (p) => progress.update(p.message) });
+        progress.done();
+        if (opts.json) return printJson(r);
+        for (const f of r.files) printLine(f);
+        note(`${r.files.length} file(s) from ${r.instance_id} in ${r.out_dir}`);
+      } finally {
+        progress.done();
+      }
+    });
+}
