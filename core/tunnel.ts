@@ -498,13 +498,18 @@ export class Tunnel extends EventEmitter {
     if (!client || !this.linkReady) return Promise.reject(new Error('the SSH link is not up'));
     return new Promise((resolve, reject) => {
       let out = '';
-      const timer = setTimeout(() => reject(new Error(`\`${command}\` took longer than ${timeoutMs} ms`)), timeoutMs);
+      let channel: ClientChannel | undefined;
+      const timer = setTimeout(() => {
+        channel?.close(); // a hung command must not hold a session on the box
+        reject(new Error(`\`${command}\` took longer than ${timeoutMs} ms`));
+      }, timeoutMs);
       try {
         client.exec(command, (err, stream) => {
           if (err) {
             clearTimeout(timer);
             return reject(err);
           }
+          channel = stream;
           stream.on('error', () => {});
           stream.on('data', (d: Buffer) => {
             if (out.length < 64 * 1024) out += d.toString('utf8');

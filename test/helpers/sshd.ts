@@ -189,6 +189,10 @@ export function sshdConfigLines(o: { port: number; listen: string; hostKey: stri
     'UseDNS no',
     'MaxStartups 200:30:400',
     'MaxSessions 200',
+    // Commands run over SSH (the tunnel's `true`, progress reads) must not run this machine's
+    // ~/.bashrc: bash sources it for sshd only at SHLVL < 2, and a heavy one (pyenv init, whose
+    // rehash lock a killed session leaves behind) stalled every later command by 60 s.
+    'SetEnv SHLVL=1',
     `LogLevel ${o.logLevel}`,
   ];
 }
