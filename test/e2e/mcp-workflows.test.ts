@@ -8,7 +8,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobView } from '../../core/api.js';
+import { isJobDone, type JobView } from '../../core/api.js';
 import { readPngInfo } from '../../core/comfy/png.js';
 import { makeSandbox, ROOT, waitUntil, type Sandbox } from '../helpers/cli.js';
 
@@ -90,6 +90,21 @@ describe('workflow tools over stdio', () => {
     const end = jobOf(await call('get_job', { job_id: job.job_id, wait_s: 20 }));
     expect(end.status).toBe('cancelled');
     expect(existsSync(path.join(dir, 'never'))).toBe(false);
+  }, 60_000);
+
+  it('get_job follows a job that a CLI started and left (exec --no-wait): the record lives in the supervisor', async () => {
+    const cfg = sb.writeFile('cli-job.json', {
+      workflow: { file: path.join(EXAMPLES, 'default_workflow_api.json'), parameters: { '3.steps': 80, '5.width': 64, '5.height': 64 }, output_dir: './cli-out' },
+    });
+    const started = await sb.cli(['exec', instanceId, cfg, '--no-wait', '--json']);
+    expect(started.code, started.stderr).toBe(0);
+    const cliJob = JSON.parse(started.stdout) as JobView;
+    expect(isJobDone(cliJob.status)).toBe(false); // the CLI has exited; the job has not ended
+    const end = jobOf(await call('get_job', { job_id: cliJob.job_id, wait_s: 30 }));
+    expect(end.status).toBe('succeeded');
+    expect(end.outputs).toHaveLength(1);
+    expect(path.dirname(end.outputs[0]!)).toBe(path.join(dir, 'cli-out'));
+    expect(readPngInfo(readFileSync(end.outputs[0]!)).width).toBe(64);
   }, 60_000);
 
   it('bad input is an error result that names the problem; an unknown job id too', async () => {
