@@ -11,7 +11,7 @@ import { openAsBlob } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import { badInput, failure, VaiError } from '../errors.js';
 import type { ApiGraph, ComfyEvent, ComfyFileRef, HistoryEntry, ObjectInfo, QueueItem } from './types.js';
 
@@ -387,45 +387,50 @@ export class ComfyClient {
     let done: () => void = () => {};
     const connected = new Promise<boolean>((r) => (settle = r));
     const closed = new Promise<void>((r) => (done = r));
-    let ws: WebSocket;
-    try {
-      ws = new WebSocket(`${this.baseUrl.replace(/^http/i, 'ws')}/ws?clientId=${encodeURIComponent(clientId)}`, {
-        handshakeTimeout: this.timeoutMs,
-        perMessageDeflate: false,
-      });
-    } catch {
+    let ws: WebSocket | undefined;
+    let closing = false;
+    const giveUp = () => {
       settle(false);
       done();
-      return { connected, closed, close() {} };
-    }
-    ws.on('open', () => settle(true));
-    ws.on('message', (data, isBinary) => {
-      if (isBinary) return;
-      let msg: unknown;
+    };
+    // `ws` loads on the first watch: a supervisor that runs no job never pays for it.
+    import('ws').then(({ default: WS }) => {
+      if (closing) return giveUp();
       try {
-        msg = JSON.parse(data.toString());
+        ws = new WS(`${this.baseUrl.replace(/^http/i, 'ws')}/ws?clientId=${encodeURIComponent(clientId)}`, {
+          handshakeTimeout: this.timeoutMs,
+          perMessageDeflate: false,
+        });
       } catch {
-        return;
+        return giveUp();
       }
-      if (isObject(msg) && typeof msg.type === 'string' && EVENT_TYPES.has(msg.type) && isObject(msg.data)) {
+      ws.on('open', () => settle(true));
+      ws.on('message', (data, isBinary) => {
+        if (isBinary) return;
+        let msg: unknown;
         try {
-          onEvent(msg as ComfyEvent);
+          msg = JSON.parse(data.toString());
         } catch {
-          // a watcher's bug must not kill the socket
+          return;
         }
-      }
-    });
-    // A 404 (no /ws), a refused connection, a reset: all end as `connected` false or `closed`.
-    ws.on('error', () => settle(false));
-    ws.on('close', () => {
-      settle(false);
-      done();
-    });
+        if (isObject(msg) && typeof msg.type === 'string' && EVENT_TYPES.has(msg.type) && isObject(msg.data)) {
+          try {
+            onEvent(msg as ComfyEvent);
+          } catch {
+            // a watcher's bug must not kill the socket
+          }
+        }
+      });
+      // A 404 (no /ws), a refused connection, a reset: all end as `connected` false or `closed`.
+      ws.on('error', () => settle(false));
+      ws.on('close', giveUp);
+    }, giveUp);
     return {
       connected,
       closed,
       close() {
-        ws.terminate();
+        closing = true;
+        if (ws) ws.terminate();
       },
     };
   }

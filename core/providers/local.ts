@@ -15,7 +15,7 @@ import net from 'node:net';
 import path from 'node:path';
 import ssh2 from 'ssh2';
 import type { Connection, ParsedKey, Server as SshServer } from 'ssh2';
-import { createComfyApp, type ComfyApp } from '../comfy/simulator.js';
+import type { ComfyApp } from '../comfy/simulator.js';
 import type { Config } from '../config.js';
 import { homeWriteError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -71,7 +71,8 @@ class SimulatedBox {
 
   /** Starts the SSH server, on `preferredPort` when it is free. Returns the port. */
   async start(preferredPort = 0): Promise<number> {
-    this.app = this.sim.fail === 'comfy' ? undefined : createComfyApp(this.instanceId);
+    // Loaded on first use: a supervisor without local boxes never pays for the simulator.
+    if (this.sim.fail !== 'comfy') this.app = (await import('../comfy/simulator.js')).createComfyApp(this.instanceId);
     const server = new ssh2.Server({ hostKeys: [this.hostKey] }, (conn) => this.onConnection(conn));
     this.server = server;
     const listen = (port: number) =>
