@@ -217,7 +217,7 @@ export class JobRunner {
     const rec = this.record(jobId);
     if (rec.status === 'waiting') await this.update(jobId, { status: 'submitting' });
     try {
-      const client = new ComfyClient(await this.host.comfyUrl(rec.instance_id, URL_WAIT_MS));
+      const client = await this.clientOf(rec.instance_id);
       this.say(jobId, 'preparing the workflow', true);
       const queued = await submitWorkflow(client, { file: rec.workflow.file, parameters: rec.workflow.parameters }, {
         clientId: rec.client_id,
@@ -259,7 +259,7 @@ export class JobRunner {
       let client: ComfyClient;
       let result: Awaited<ReturnType<typeof followJob>>;
       try {
-        client = new ComfyClient(await this.host.comfyUrl(rec.instance_id, URL_WAIT_MS));
+        client = await this.clientOf(rec.instance_id);
         result = await followJob(client, rec.prompt_id, {
           clientId: rec.client_id,
           nodeCount: rec.node_count,
@@ -353,9 +353,12 @@ export class JobRunner {
 
   // ------------------------------------------------------------ queue, cancel, extract
 
-  async queue(instanceId: string): Promise<QueueView> {
-    const client = new ComfyClient(await this.host.comfyUrl(instanceId, URL_WAIT_MS));
-    const q = await client.queue();
+  private async clientOf(instanceId: string): Promise<ComfyClient> {
+    return new ComfyClient(await this.host.comfyUrl(instanceId, URL_WAIT_MS));
+  }
+
+  async queue(instanceId: string, client?: ComfyClient): Promise<QueueView> {
+    const q = await (client ?? (await this.clientOf(instanceId))).queue();
     const ours = new Map(this.store.values().filter((r) => r.prompt_id).map((r) => [r.prompt_id!, r.job_id]));
     const row = (i: { prompt_id: string; number: number }) => ({ prompt_id: i.prompt_id, number: i.number, job_id: ours.get(i.prompt_id) ?? null });
     return { instance_id: instanceId, running: q.running.map(row), pending: q.pending.map(row) };
@@ -375,8 +378,8 @@ export class JobRunner {
       return { instance_id: p.instance_id, cancelled: [{ prompt_id: '', job_id: mine.job_id, was: 'pending' }] };
     }
     if (mine && isJobDone(mine.status)) throw badInput(`${mine.job_id} has already ${mine.status === 'succeeded' ? 'finished' : mine.status}.`);
-    const q = await this.queue(p.instance_id);
-    const client = new ComfyClient(await this.host.comfyUrl(p.instance_id, URL_WAIT_MS));
+    const client = await this.clientOf(p.instance_id);
+    const q = await this.queue(p.instance_id, client);
     const promptId = mine?.prompt_id ?? p.job_id;
     const pending = q.pending.filter((r) => p.all || r.prompt_id === promptId);
     const running = q.running.filter((r) => p.all || r.prompt_id === promptId);
@@ -393,7 +396,7 @@ export class JobRunner {
 
   /** Everything the box has produced: the outputs in its history and its saved workflows. */
   async extract(instanceId: string, outDir: string, o: CallOptions = {}): Promise<ExtractResult> {
-    const client = new ComfyClient(await this.host.comfyUrl(instanceId, URL_WAIT_MS));
+    const client = await this.clientOf(instanceId);
     const when = new Date();
     const seen = new Set<string>();
     const outputs: ComfyFileRef[] = [];
