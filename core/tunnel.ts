@@ -89,25 +89,55 @@ const STABLE_LINK_MS = 10_000;
 /** Read sizes of the SSH socket: the usual 64 KiB, growing while a transfer fills every read. */
 const MIN_READ = 64 * 1024;
 const MAX_READ = 512 * 1024;
+/**
+ * The read buffer of every link that is not in a transfer. Node holds each socket's next read
+ * buffer while it waits, so a buffer of its own would cost every idle tunnel 64 KiB. Reads are
+ * one at a time on this thread, and a read into this buffer is copied out (into a buffer of its
+ * size, as Node does) before the callback returns, so the links can share it.
+ */
+let idleReadBuffer: Buffer | undefined;
+/**
+ * Local sockets accept a whole SSH read's worth of packets before `write()` says "wait" (Node's
+ * default of 16 KiB is less than one 32 KiB packet, so `pipe()` paused and resumed the channel
+ * on every packet and each packet became its own write).
+ */
+const LOCAL_HIGH_WATER_MARK = 1024 * 1024;
 
 /**
- * The SSH connection's socket, reading into buffers we size: Node reads 64 KiB at a time, and
- * per GiB the syscalls cost more CPU than the crypto on these VMs. Reads that fill their buffer
- * double the next one (up to 512 KiB); a short read goes back to 64 KiB, so an idle link holds
- * no more than Node's own. Each read gets a fresh buffer, which ssh2 may keep (it decrypts in
- * place and hands out views). Measured in process: median 2.97 -> 2.32 CPU s/GiB.
+ * A socket for the SSH connection that reads into buffers we size and hands each read to ssh2
+ * with the local sockets corked. Per GiB, syscalls cost more CPU than the crypto on these VMs:
+ * - Node reads 64 KiB at a time. Reads that fill their buffer double the next one (up to
+ *   512 KiB), each a fresh buffer that ssh2 may keep (it decrypts in place and hands out
+ *   views); a short read goes back to the shared idle buffer.
+ * - ssh2 pushes every 32 KiB packet to its channel, and `pipe()` writes each to the local
+ *   socket. Corked for the length of one read, the packets of that read leave in one `writev`.
+ * `onread` only works when given to the constructor (`connect()` ignores it).
  */
-function growingReads(sock: net.Socket): net.OnReadOpts {
+function sshSocket(localSockets: ReadonlySet<net.Socket>): net.Socket {
   let size = MIN_READ;
-  return {
-    buffer: () => Buffer.allocUnsafe(size),
-    callback: (n: number, buf: Uint8Array) => {
-      size = n === buf.length ? Math.min(size * 2, MAX_READ) : MIN_READ;
-      // ssh2 listens for 'data', which Node does not emit for a socket read with `onread`.
-      sock.emit('data', Buffer.from(buf.buffer, buf.byteOffset, n));
-      return true; // keep reading (false would pause the socket)
+  // @types/node lists `onread` for connect() only; Node reads it in the constructor.
+  const options: net.SocketConstructorOpts & { onread: net.OnReadOpts } = {
+    onread: {
+      buffer: () => (size === MIN_READ ? (idleReadBuffer ??= Buffer.allocUnsafe(MIN_READ)) : Buffer.allocUnsafe(size)),
+      callback: (n: number, buf: Uint8Array) => {
+        const data = buf === idleReadBuffer ? Buffer.from(buf.subarray(0, n)) : Buffer.from(buf.buffer, buf.byteOffset, n);
+        size = n === buf.length ? Math.min(size * 2, MAX_READ) : MIN_READ;
+        // The SSH socket too: packets ssh2 sends while it parses (uploads waiting for window,
+        // window adjusts) leave together.
+        const corked = [sock, ...localSockets];
+        for (const s of corked) s.cork();
+        try {
+          // ssh2 listens for 'data', which Node does not emit for a socket read with `onread`.
+          sock.emit('data', data);
+        } finally {
+          for (const s of corked) s.uncork();
+        }
+        return true; // keep reading (false would pause the socket)
+      },
     },
   };
+  const sock = new net.Socket(options);
+  return sock;
 }
 
 export class Tunnel extends EventEmitter {
@@ -126,6 +156,8 @@ export class Tunnel extends EventEmitter {
   private since = new Date();
   private servers: net.Server[] = [];
   private client: SshClient | undefined;
+  /** The socket under `client`: uploads cork it (see `forward`). */
+  private linkSocket: net.Socket | undefined;
   private linkReady = false;
   private readonly schedule = new ReconnectSchedule();
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -230,7 +262,10 @@ export class Tunnel extends EventEmitter {
       // noDelay on accepted sockets too: a response that reaches us as two SSH packets must not
       // wait out a delayed ACK from the local client (measured: 11.8% -> ~1% of fresh requests
       // over 30 ms; bench/sections/latency.ts).
-      const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (sock) => this.onLocalConnection(sock));
+      const server = net.createServer(
+        { pauseOnConnect: true, noDelay: true, highWaterMark: LOCAL_HIGH_WATER_MARK },
+        (sock) => this.onLocalConnection(sock),
+      );
       const err = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
         server.once('error', resolve);
         server.listen({ port: this.localPort, host, exclusive: true }, () => {
@@ -294,6 +329,7 @@ export class Tunnel extends EventEmitter {
     client.on('close', () => {
       if (this.client !== client) return;
       this.client = undefined;
+      this.linkSocket = undefined;
       this.linkReady = false;
       this.clearProbeTimer();
       clearTimeout(this.stableTimer);
@@ -323,7 +359,8 @@ export class Tunnel extends EventEmitter {
         },
       );
     };
-    const sock = new net.Socket();
+    const sock = sshSocket(this.sockets);
+    this.linkSocket = sock;
     const config: ssh2.ConnectConfig = {
       sock,
       ...authOptions(this.auth, this.ssh.user),
@@ -337,7 +374,7 @@ export class Tunnel extends EventEmitter {
     try {
       // Nagle on the SSH socket puts ~40 ms stalls on small requests (perf-baseline.md).
       sock.setNoDelay(true);
-      sock.connect({ host: this.ssh.host, port: this.ssh.port, onread: growingReads(sock) });
+      sock.connect({ host: this.ssh.host, port: this.ssh.port });
       client.connect(config);
     } catch (err) {
       // connect() throws synchronously only for bad options; not worth retrying.
@@ -371,6 +408,7 @@ export class Tunnel extends EventEmitter {
     this.clearProbeTimer();
     const c = this.client;
     this.client = undefined;
+    this.linkSocket = undefined;
     this.linkReady = false;
     c?.end();
   }
@@ -478,6 +516,7 @@ export class Tunnel extends EventEmitter {
 
   private forward(sock: net.Socket): void {
     const client = this.client;
+    const link = this.linkSocket;
     if (!client) return void sock.destroy();
     try {
       client.forwardOut(sock.remoteAddress ?? '127.0.0.1', sock.remotePort ?? 0, this.remoteHost, this.remotePort, (err, ch: ClientChannel) => {
@@ -489,6 +528,15 @@ export class Tunnel extends EventEmitter {
         ch.on('error', () => sock.destroy());
         if (sock.destroyed) return void ch.close();
         if (this._state === 'remote_down') this.markUp();
+        // Upload: ssh2 writes each 32 KiB packet of a local read on its own; corked until the
+        // read has been handled, they leave in one `writev` (nextTick: uncorks even if a
+        // listener throws, so the link cannot stay corked).
+        if (link) {
+          sock.prependListener('data', () => {
+            link.cork();
+            process.nextTick(() => link.uncork());
+          });
+        }
         sock.pipe(ch).pipe(sock);
         // A local reset closes the channel; a channel closed without EOF resets the local side.
         // (After a normal EOF the pipe has already ended the socket: let it flush.)
@@ -555,6 +603,7 @@ export class Tunnel extends EventEmitter {
     for (const s of this.sockets) s.destroy();
     const client = this.client;
     this.client = undefined;
+    this.linkSocket = undefined;
     this.linkReady = false;
     client?.end();
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));

@@ -50,7 +50,7 @@ interface Reply {
 function request(
   port: number,
   path: string,
-  opts: { method?: string; body?: Readable; host?: string; timeoutMs?: number } = {},
+  opts: { method?: string; body?: Readable; host?: string; timeoutMs?: number; readDelayMs?: number } = {},
 ): Promise<Reply> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   return new Promise((resolve, reject) => {
@@ -62,6 +62,11 @@ function request(
         hash.update(c);
         if (bytes < 4096) head.push(c);
         bytes += c.length;
+        if (opts.readDelayMs) {
+          // A slow client: the tunnel must hold back, not drop or reorder.
+          res.pause();
+          setTimeout(() => res.resume(), opts.readDelayMs);
+        }
       });
       res.on('end', () => {
         clearTimeout(timer);
@@ -237,6 +242,28 @@ describe('Tunnel against a real OpenSSH sshd', () => {
     expect(s.bytes_in).toBeLessThan(down + 64 * 1024);
     expect(s.bytes_out).toBeGreaterThanOrEqual(up);
     expect(s.bytes_out).toBeLessThan(up + 64 * 1024);
+  });
+
+  it('carries several transfers at once intact, a slow reader among them', async () => {
+    // One SSH read can hold packets for several local connections; each must get exactly its own.
+    const t = await openTunnel();
+    await t.waitFor(['up'], 10_000);
+    const downs = [24, 24, 24].map((m, i) => ({ n: m * MiB, seed: `many-${i}` }));
+    const slow = { n: 4 * MiB, seed: 'slow' };
+    const ups = [8, 8].map((m, i) => ({ n: m * MiB, seed: `up-${i}` }));
+    const [slowGot, ...rest] = await Promise.all([
+      request(t.localPort, `/bytes?n=${slow.n}&seed=${slow.seed}`, { timeoutMs: 60_000, readDelayMs: 2 }),
+      ...downs.map((d) => request(t.localPort, `/bytes?n=${d.n}&seed=${d.seed}`, { timeoutMs: 60_000 })),
+      ...ups.map((u) => request(t.localPort, '/sha256', { method: 'POST', body: deterministicBytes(u.n, u.seed), timeoutMs: 60_000 })),
+    ]);
+    expect(slowGot!.sha256).toBe(expectedSha256(slow.n, slow.seed));
+    downs.forEach((d, i) => {
+      expect(rest[i]!.bytes).toBe(d.n);
+      expect(rest[i]!.sha256).toBe(expectedSha256(d.n, d.seed));
+    });
+    ups.forEach((u, i) => expect(rest[downs.length + i]!.text).toBe(expectedSha256(u.n, u.seed)));
+    expect(t.state).toBe('up');
+    await t.stop();
   });
 
   it('opens in well under a second on loopback (5 tunnels, start() to up)', async () => {
