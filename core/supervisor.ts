@@ -788,6 +788,8 @@ export class Supervisor implements VaiApi {
       this.events.on('progress', onProgress);
       this.events.on('change', onChange);
       o.signal?.addEventListener('abort', onAbort);
+      // Where each box stands now: what changed between its create and this wait is not lost.
+      for (const v of all()) if (!isSettled(v.status) && v.status_message) o.onProgress?.({ instance_id: v.instance_id, message: v.status_message });
     });
   }
 
