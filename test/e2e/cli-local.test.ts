@@ -6,6 +6,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SupervisorClient } from '../../core/control.js';
 import { makeSandbox, waitUntil, type Sandbox } from '../helpers/cli.js';
 import { canBind, httpGet, instanceIdOfPage } from '../helpers/net.js';
 
@@ -269,6 +270,23 @@ describe('vai-mcp-cli with the local simulator', () => {
     expect(r.stderr).toMatch(/booting/);
     const [inst] = JSON.parse(r.stdout) as InstanceJson[];
     expect(inst!.status).toBe('ready');
+  });
+
+  it('a wait that begins while a box boots shows where the box stands', async () => {
+    // The box said "booting" before anyone waited; the wait must still show it.
+    const r = await sb.cli(['create', '--no-wait', '--json', sb.writeFile('config-6.json', { provider: 'local', instance_config: { simulate: { start_delay_s: 6 } } })]);
+    expect(r.code, r.stderr).toBe(0);
+    const [inst] = JSON.parse(r.stdout) as InstanceJson[];
+    const client = await SupervisorClient.connect({ env: sb.env });
+    try {
+      await waitUntil('the box reports booting', async () => (await client.listInstances({})).some((v) => /booting/.test(v.status_message ?? '')), 5000);
+      const seen: string[] = [];
+      const [view] = await client.waitForInstances({ instance_ids: [inst!.instance_id], timeout_s: 1 }, { onProgress: (p) => seen.push(p.message) });
+      expect(view!.status).toBe('loading');
+      expect(seen.join('\n')).toMatch(/booting/);
+    } finally {
+      client.close();
+    }
   });
 });
 
