@@ -86,7 +86,11 @@ const OPEN_CONNECT_FAILED = 2;
 /** A link up this long ends an outage: the next one starts the reconnect schedule afresh. */
 const STABLE_LINK_MS = 10_000;
 
-/** Read sizes of the SSH socket: the usual 64 KiB, growing while a transfer fills every read. */
+/**
+ * Read sizes of the SSH socket: the usual 64 KiB, and 512 KiB once a read fills its buffer (a
+ * transfer). Two sizes, not a doubling series: equal-sized buffers reuse each other's freed heap
+ * space, while 128/256/512 KiB mixed fragmented it and kept the heap growing onto fresh pages.
+ */
 const MIN_READ = 64 * 1024;
 const MAX_READ = 512 * 1024;
 /**
@@ -106,9 +110,9 @@ const LOCAL_HIGH_WATER_MARK = 1024 * 1024;
 /**
  * A socket for the SSH connection that reads into buffers we size and hands each read to ssh2
  * with the local sockets corked. Per GiB, syscalls cost more CPU than the crypto on these VMs:
- * - Node reads 64 KiB at a time. Reads that fill their buffer double the next one (up to
- *   512 KiB), each a fresh buffer that ssh2 may keep (it decrypts in place and hands out
- *   views); a short read goes back to the shared idle buffer.
+ * - Node reads 64 KiB at a time. After a read that fills its buffer the next is 512 KiB, each
+ *   a fresh buffer that ssh2 may keep (it decrypts in place and hands out views); a short read
+ *   goes back to the shared idle buffer.
  * - ssh2 pushes every 32 KiB packet to its channel, and `pipe()` writes each to the local
  *   socket. Corked for the length of one read, the packets of that read leave in one `writev`.
  * `onread` only works when given to the constructor (`connect()` ignores it).
@@ -121,7 +125,7 @@ function sshSocket(localSockets: ReadonlySet<net.Socket>): net.Socket {
       buffer: () => (size === MIN_READ ? (idleReadBuffer ??= Buffer.allocUnsafe(MIN_READ)) : Buffer.allocUnsafe(size)),
       callback: (n: number, buf: Uint8Array) => {
         const data = buf === idleReadBuffer ? Buffer.from(buf.subarray(0, n)) : Buffer.from(buf.buffer, buf.byteOffset, n);
-        size = n === buf.length ? Math.min(size * 2, MAX_READ) : MIN_READ;
+        size = n === buf.length ? MAX_READ : MIN_READ;
         // The SSH socket too: packets ssh2 sends while it parses (uploads waiting for window,
         // window adjusts) leave together.
         const corked = [sock, ...localSockets];

@@ -181,6 +181,25 @@ describe('vai-mcp-cli with the local simulator', () => {
     expect((await sb.cli(['daemon', 'status'])).code).toBe(0);
   });
 
+  it("the supervisor gets its malloc settings, and a user's own GLIBC_TUNABLES still wins after them", async () => {
+    const userTunables = 'glibc.malloc.trim_threshold=1048576';
+    const r = await sb.cli(['list', '--json'], { env: { GLIBC_TUNABLES: userTunables } });
+    expect(r.code, r.stderr).toBe(0);
+    const [pid] = sb.supervisorPids();
+    // glibc ends each tunable's value in place with a NUL once it has read it, so in
+    // /proc/PID/environ the list shows as consecutive entries: glue them back with ':'.
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    const start = environ.findIndex((v) => v.startsWith('GLIBC_TUNABLES='));
+    expect(start, 'GLIBC_TUNABLES in the supervisor environment').toBeGreaterThanOrEqual(0);
+    const parts = [environ[start]!.slice('GLIBC_TUNABLES='.length)];
+    for (let i = start + 1; environ[i]?.startsWith('glibc.'); i++) parts.push(environ[i]!);
+    const tunables = parts.join(':');
+    // glibc applies them left to right: ours keep freed buffers for reuse, the user's come last.
+    expect(tunables).toMatch(/^glibc\.malloc\.mmap_threshold=\d+:glibc\.malloc\.trim_threshold=\d+:/);
+    expect(tunables.endsWith(`:${userTunables}`)).toBe(true);
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=1');
+  });
+
   it('stop closes the tunnel and frees the port; start brings the box back ready; logs tells the story', async () => {
     const [made] = await sb.json<InstanceJson[]>(['create', '--json', sb.writeFile('life.json', { provider: 'local' })]);
     const port = made!.tunnel!.local_port;
