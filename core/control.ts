@@ -215,9 +215,9 @@ function checkHomeWritable(home: string): void {
  * handed back late, so every ~64 MiB moved "external memory pressure" forced a full mark-compact
  * (42 per GiB, on four GC threads). Single-threaded GC frees them at each scavenge: 1 mark-compact
  * per GiB; a 256 MiB download through the supervisor went from 2.7-3.5 to 1.8-2.0 CPU s/GiB.
- * The 1 MiB semi-space makes scavenges (which free those buffers) come about 16x as often, so
- * the malloc heap between two of them stays small (see SUPERVISOR_MALLOC_TUNABLES); it also
- * takes ~2.5 MiB off the idle supervisor.
+ * The 1 MiB semi-space (V8 grows it to 16 MiB by default) makes scavenges, which free those
+ * buffers, come sooner, so fewer freed buffers pile up between two of them (see
+ * SUPERVISOR_MALLOC_TUNABLES); it also takes ~2.5 MiB off the idle supervisor.
  */
 const SUPERVISOR_NODE_FLAGS = ['--single-threaded-gc', '--max-semi-space-size=1'];
 
