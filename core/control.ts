@@ -211,26 +211,26 @@ function checkHomeWritable(home: string): void {
 
 /**
  * V8 flags for the supervisor. Every byte a tunnel carries passes through a fresh Buffer, about
- * 1 GiB of allocations per GiB moved. With V8's concurrent array-buffer sweeping their memory was
- * handed back late, so every ~64 MiB moved "external memory pressure" forced a full mark-compact
- * (42 per GiB, on four GC threads). Single-threaded GC frees them at each scavenge: 1 mark-compact
- * per GiB; a 256 MiB download through the supervisor went from 2.7-3.5 to 1.8-2.0 CPU s/GiB.
- * The 1 MiB semi-space (V8 grows it to 16 MiB by default) makes scavenges, which free those
- * buffers, come sooner, so fewer freed buffers pile up between two of them (see
- * SUPERVISOR_MALLOC_TUNABLES); it also takes ~2.5 MiB off the idle supervisor.
+ * 1 GiB of allocations per GiB moved.
+ * - `--single-threaded-gc`: with V8's concurrent array-buffer sweeping their memory was handed
+ *   back late, so every ~64 MiB moved "external memory pressure" forced a full mark-compact (42
+ *   per GiB, on four GC threads); single-threaded, 1 per GiB.
+ * - `--expose-gc`: the tunnels run a minor GC every 4 MiB they carry (core/gc-pacing.ts), so
+ *   dead buffers are freed before malloc's heap has to grow for new ones.
+ * - `--max-semi-space-size=1`: V8 grows the young generation's semi-space to 16 MiB by default;
+ *   1 MiB takes ~2.5 MiB off the idle supervisor.
  */
-const SUPERVISOR_NODE_FLAGS = ['--single-threaded-gc', '--max-semi-space-size=1'];
+const SUPERVISOR_NODE_FLAGS = ['--single-threaded-gc', '--expose-gc', '--max-semi-space-size=1'];
 
 /**
  * glibc malloc settings for the supervisor. Left to itself glibc gives freed memory back to the
- * kernel once ~1 MiB is free at the top of its heap; a scavenge frees many read buffers at once,
- * so the next reads landed on fresh pages: 5,000-40,000 page faults per 256 MiB moved, and on
- * these VMs a fault costs ~20 us, as much CPU in all as the crypto. Here allocations under 4 MiB
- * come from the heap and up to 32 MiB of free heap is kept: after the first transfer warms it,
- * a 256 MiB download takes mostly under 1,000 faults and 1.2-1.6 CPU s/GiB. The cost: freed
- * handshake memory stays too (50 idle tunnels: 71 MiB, was 69); over 32 MiB free is returned.
+ * kernel once ~1 MiB is free at the top of its heap, so the buffers a GC frees were returned and
+ * the next reads faulted fresh pages in (~20 us a fault on these VMs). Here allocations under
+ * 4 MiB come from the heap and up to 16 MiB of free heap is kept, four times what the tunnels
+ * free between two of their GCs. With both, a 256 MiB download through the supervisor took a
+ * few hundred faults once warm (8,000-40,000 before) and its heap stayed near 20 MiB.
  */
-const SUPERVISOR_MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=33554432';
+const SUPERVISOR_MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=16777216';
 
 /** Our tunables first, so a user's own GLIBC_TUNABLES still wins. Other C libraries ignore them. */
 function supervisorTunables(user: string | undefined): string {

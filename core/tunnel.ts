@@ -17,6 +17,7 @@ import net from 'node:net';
 import ssh2 from 'ssh2';
 import type { Client as SshClient, ClientChannel } from 'ssh2';
 import { ReconnectSchedule } from './backoff.js';
+import { noteBytesCarried } from './gc-pacing.js';
 import { silentLogger, type Logger } from './log.js';
 import { hasIpv6Loopback } from './ports.js';
 import { authOptions, describeAuth, fingerprint, hostKeyMismatchHint, type SshAuth } from './ssh-auth.js';
@@ -136,6 +137,7 @@ function sshSocket(localSockets: ReadonlySet<net.Socket>): net.Socket {
         } finally {
           for (const s of corked) s.uncork();
         }
+        noteBytesCarried(n);
         return true; // keep reading (false would pause the socket)
       },
     },
@@ -536,7 +538,8 @@ export class Tunnel extends EventEmitter {
         // read has been handled, they leave in one `writev` (nextTick: uncorks even if a
         // listener throws, so the link cannot stay corked).
         if (link) {
-          sock.prependListener('data', () => {
+          sock.prependListener('data', (chunk: Buffer) => {
+            noteBytesCarried(chunk.length);
             link.cork();
             process.nextTick(() => link.uncork());
           });

@@ -16,6 +16,11 @@ export function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / TICKS;
 }
 
+/** Minor page faults the process has taken so far (pages it touched for the first time). */
+export function minorFaults(pid: number): number {
+  return Number(statFields(pid)[7]);
+}
+
 /**
  * When the process started, in ms since the epoch (10 ms resolution). From its age against
  * /proc/uptime, not /proc/stat's btime, which is rounded to whole seconds.

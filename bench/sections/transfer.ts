@@ -1,8 +1,8 @@
 /**
  * Throughput of 256 MiB downloads and uploads per contender, interleaved round by round, and the
- * CPU seconds the tunnel process spends per GiB moved.
+ * CPU seconds and minor page faults of the tunnel process per GiB moved.
  */
-import { cpuSeconds } from '../lib/proc.js';
+import { cpuSeconds, minorFaults } from '../lib/proc.js';
 import { download, upload, type Transfer } from '../lib/http.js';
 import { fmt, type Report } from '../lib/report.js';
 import { median, rotate } from '../lib/stats.js';
@@ -14,18 +14,23 @@ const GIB = 1024 ** 3;
 export async function measureTransfers(report: Report, contenders: Contender[], rounds: number, uploadFile: string): Promise<void> {
   const down = new Map<string, number[]>();
   const up = new Map<string, number[]>();
-  // CPU of the tunnel process per direction: seconds and bytes moved.
-  const cpu = new Map<string, { down: { s: number; bytes: number }; up: { s: number; bytes: number } }>();
+  // CPU of the tunnel process per direction: seconds, minor page faults and bytes moved.
+  type Cost = { s: number; faults: number; bytes: number };
+  const cpu = new Map<string, { down: Cost; up: Cost }>();
   for (const c of contenders) {
     down.set(c.name, []);
     up.set(c.name, []);
-    cpu.set(c.name, { down: { s: 0, bytes: 0 }, up: { s: 0, bytes: 0 } });
+    cpu.set(c.name, { down: { s: 0, faults: 0, bytes: 0 }, up: { s: 0, faults: 0, bytes: 0 } });
   }
   const timed = async (c: Contender, run: () => Promise<Transfer>, into: Map<string, number[]>) => {
     const before = c.pid ? cpuSeconds(c.pid) : 0;
+    const faultsBefore = c.pid ? minorFaults(c.pid) : 0;
     const t = await run();
     const acc = cpu.get(c.name)![into === down ? 'down' : 'up'];
-    if (c.pid) acc.s += cpuSeconds(c.pid) - before;
+    if (c.pid) {
+      acc.s += cpuSeconds(c.pid) - before;
+      acc.faults += minorFaults(c.pid) - faultsBefore;
+    }
     acc.bytes += t.bytes;
     into.get(c.name)!.push(t.mbps);
   };
@@ -43,13 +48,18 @@ export async function measureTransfers(report: Report, contenders: Contender[], 
     const parts = dir ? [c[dir]] : [c.down, c.up];
     return parts.reduce((a, p) => a + p.s, 0) / (parts.reduce((a, p) => a + p.bytes, 0) / GIB);
   };
+  const faultsPerGiB = (name: string, dir: 'down' | 'up') => {
+    const c = cpu.get(name)![dir];
+    return c.faults / (c.bytes / GIB);
+  };
   report.table({
     title: 'Throughput: 256 MiB through each contender (MB/s = 10^6 B/s, curl)',
-    note: `${rounds} interleaved rounds; medians (min-max). CPU is user+system time of the process carrying the tunnel (ssh, or our supervisor), over every byte it moved.`,
-    columns: ['contender', 'cipher', 'download MB/s', 'upload MB/s', 'download vs OpenSSH default', 'upload vs OpenSSH default', 'tunnel CPU s/GiB down / up'],
+    note: `${rounds} interleaved rounds; medians (min-max). CPU is user+system time of the process carrying the tunnel (ssh, or our supervisor), over every byte it moved; page faults are its minor faults (fresh pages touched) over the same bytes.`,
+    columns: ['contender', 'cipher', 'download MB/s', 'upload MB/s', 'download vs OpenSSH default', 'upload vs OpenSSH default', 'tunnel CPU s/GiB down / up', 'tunnel page faults per GiB down / up'],
     rows: contenders.map((c) => [
       c.name, c.cipher, range(down.get(c.name)!), range(up.get(c.name)!),
       fmt.x(ratio(down, c.name, ref)), fmt.x(ratio(up, c.name, ref)), c.pid ? `${cpuPerGiB(c.name, 'down').toFixed(2)} / ${cpuPerGiB(c.name, 'up').toFixed(2)}` : '-',
+      c.pid ? `${faultsPerGiB(c.name, 'down').toFixed(0)} / ${faultsPerGiB(c.name, 'up').toFixed(0)}` : '-',
     ]),
   });
   const dl = ratio(down, OURS, ref);
@@ -62,6 +72,7 @@ export async function measureTransfers(report: Report, contenders: Contender[], 
     download_mbps: Object.fromEntries(down),
     upload_mbps: Object.fromEntries(up),
     cpu_s_per_gib: Object.fromEntries(contenders.filter((c) => c.pid).map((c) => [c.name, { both: cpuPerGiB(c.name), download: cpuPerGiB(c.name, 'down'), upload: cpuPerGiB(c.name, 'up') }])),
+    minor_faults_per_gib: Object.fromEntries(contenders.filter((c) => c.pid).map((c) => [c.name, { download: faultsPerGiB(c.name, 'down'), upload: faultsPerGiB(c.name, 'up') }])),
     ratios: {
       download_vs_openssh_default: dl,
       upload_vs_openssh_default: ul,

@@ -181,7 +181,7 @@ describe('vai-mcp-cli with the local simulator', () => {
     expect((await sb.cli(['daemon', 'status'])).code).toBe(0);
   });
 
-  it("the supervisor gets its malloc settings, and a user's own GLIBC_TUNABLES still wins after them", async () => {
+  it("the supervisor starts with its GC flags and malloc settings, and a user's own GLIBC_TUNABLES still wins after them", async () => {
     const userTunables = 'glibc.malloc.trim_threshold=1048576';
     const r = await sb.cli(['list', '--json'], { env: { GLIBC_TUNABLES: userTunables } });
     expect(r.code, r.stderr).toBe(0);
@@ -197,7 +197,8 @@ describe('vai-mcp-cli with the local simulator', () => {
     // glibc applies them left to right: ours keep freed buffers for reuse, the user's come last.
     expect(tunables).toMatch(/^glibc\.malloc\.mmap_threshold=\d+:glibc\.malloc\.trim_threshold=\d+:/);
     expect(tunables.endsWith(`:${userTunables}`)).toBe(true);
-    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=1');
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    for (const flag of ['--single-threaded-gc', '--expose-gc', '--max-semi-space-size=1']) expect(cmdline).toContain(flag);
   });
 
   it('stop closes the tunnel and frees the port; start brings the box back ready; logs tells the story', async () => {
