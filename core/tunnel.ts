@@ -89,8 +89,8 @@ const STABLE_LINK_MS = 10_000;
 
 /**
  * Read sizes of the SSH socket: the usual 64 KiB, and 512 KiB once a read fills its buffer (a
- * transfer). Two sizes, not a doubling series: equal-sized buffers reuse each other's freed heap
- * space, while 128/256/512 KiB mixed fragmented it and kept the heap growing onto fresh pages.
+ * transfer). Two sizes rather than a doubling series, so that the space of a freed transfer
+ * buffer always fits the next one (see core/gc-pacing.ts).
  */
 const MIN_READ = 64 * 1024;
 const MAX_READ = 512 * 1024;
