@@ -22,12 +22,12 @@ import { machine } from './lib/proc.js';
 import { Report } from './lib/report.js';
 import { Vai } from './lib/vai.js';
 import { measureConcurrentOpen } from './sections/concurrent.js';
-import { DIRECT, OPENSSH_DEFAULT, OPENSSH_OUR_CIPHER, OURS, type Contender } from './sections/contenders.js';
+import { DIRECT, OPENSSH_DEFAULT, OPENSSH_OUR_CIPHER, OURS, OURS_GUARD_OFF, type Contender } from './sections/contenders.js';
 import { measureLatency } from './sections/latency.js';
 import { measureFaults, measureOpen, measureStartToUp } from './sections/lifecycle.js';
 import { measureMcp } from './sections/mcp.js';
 import { measureMemory } from './sections/memory.js';
-import { measureTransfers } from './sections/transfer.js';
+import { measureTransfers, WARM_UP_BYTES } from './sections/transfer.js';
 
 const SECTIONS = ['transfers', 'latency', 'lifecycle', 'memory'] as const;
 const { values: args } = parseArgs({
@@ -117,11 +117,14 @@ async function main(): Promise<void> {
       const aesPort = await freePort();
       const sshDefault = await openSshL(target, defaultPort);
       const sshAes = await openSshL(target, aesPort, ourCipher);
+      // The same box and supervisor, with the guard off: what the guard costs.
+      const unguarded = await vai.createSshBox(target, { guard: 'off' });
       const contenders: Contender[] = [
         { name: DIRECT, cipher: '-', port: origin.port },
         { name: OPENSSH_DEFAULT, cipher: await negotiatedCipher(target), port: defaultPort, pid: sshDefault.pid! },
         { name: OPENSSH_OUR_CIPHER, cipher: ourCipher, port: aesPort, pid: sshAes.pid! },
         { name: OURS, cipher: ourCipher, port: box.local_port, pid },
+        { name: OURS_GUARD_OFF, cipher: ourCipher, port: unguarded.local_port, pid },
       ];
       try {
         if (only.has('transfers')) {
@@ -129,7 +132,9 @@ async function main(): Promise<void> {
           const buf = Buffer.allocUnsafe(256 * 1024 * 1024);
           randomFillSync(buf);
           writeFileSync(file, buf);
-          await measureTransfers(report, contenders, rounds, file);
+          const warmUpFile = path.join(tmp, 'warm-up.bin');
+          writeFileSync(warmUpFile, buf.subarray(0, WARM_UP_BYTES));
+          await measureTransfers(report, contenders, rounds, file, warmUpFile);
         }
         if (only.has('latency')) await measureLatency(report, contenders, rounds, 200, 400);
       } finally {

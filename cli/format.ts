@@ -35,11 +35,12 @@ export function tunnelsTable(tunnels: TunnelView[]): string {
     String(t.local_port),
     t.state,
     t.url,
+    t.guard === 'off' ? 'off' : `http, ${t.requests_refused} refused`,
     t.state === 'up' || !t.last_error ? '' : t.last_error,
   ]);
   const up = tunnels.filter((t) => t.state === 'up').length;
   const total = `Total: ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'}, ${up} up`;
-  return `${table(['INSTANCE', 'SSH HOST:PORT', 'LOCAL PORT', 'STATE', 'URL', 'LAST ERROR'], rows)}\n${total}`;
+  return `${table(['INSTANCE', 'SSH HOST:PORT', 'LOCAL PORT', 'STATE', 'URL', 'GUARD', 'LAST ERROR'], rows)}\n${total}`;
 }
 
 export function instancesTable(instances: InstanceView[]): string {

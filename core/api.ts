@@ -26,6 +26,10 @@ export interface TunnelView {
   bytes_in: number;
   bytes_out: number;
   connections: number;
+  /** `http`: every request is checked (a foreign page's requests never reach the box); `off`: not HTTP, bytes as they come. */
+  guard: 'http' | 'off';
+  /** Requests the guard refused with 403 (or 400 for a malformed one). */
+  requests_refused: number;
 }
 
 export type InstanceViewStatus = InstanceStatus | 'destroyed';
@@ -153,6 +157,9 @@ export interface HelloParams {
   version: string;
   home: string;
   base_port: number;
+  /** The client's VAI_ALLOWED_ORIGINS / VAI_ALLOWED_HOSTS: a difference from the supervisor's is a warning. */
+  allowed_origins?: string[];
+  allowed_hosts?: string[];
 }
 
 export interface HelloResult {

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { badInput } from './errors.js';
 import { parseJsonText } from './json.js';
+import { parseAllowList } from './origins.js';
 import { expandHome } from './paths.js';
 
 export const PROVIDERS = ['local', 'ssh', 'vast'] as const;
@@ -17,6 +18,17 @@ export const DEFAULT_REMOTE_PORT = 18188;
 export const DEFAULT_READY_TIMEOUT_S = 1800;
 
 const port = z.number().int().min(1).max(65535);
+
+/** A list of origins or hosts, each checked; kept as written (the tunnel normalises them). */
+function allowList(kind: 'origin' | 'host') {
+  return z.array(z.string()).superRefine((list, ctx) => {
+    try {
+      parseAllowList(list, kind);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  });
+}
 
 /** How the `local` simulator misbehaves, to exercise readiness and failsafe paths. */
 export const SimulateSchema = z.strictObject({
@@ -41,6 +53,10 @@ export const InstanceConfigSchema = z.strictObject({
   // Reaching ComfyUI
   remote_port: port.default(DEFAULT_REMOTE_PORT),
   ssh_key_path: z.string().min(1).optional(),
+  // The guard on the tunnel's local end: "off" only for a remote port that is not HTTP.
+  guard: z.enum(['http', 'off']).optional(),
+  allowed_origins: allowList('origin').optional(),
+  allowed_hosts: allowList('host').optional(),
   // Money guards
   ready_timeout_s: z.number().min(5).default(DEFAULT_READY_TIMEOUT_S),
   max_lifetime_s: z.number().positive().optional(),

@@ -282,6 +282,7 @@ export class SupervisorClient implements VaiApi {
   readonly socketPath: string;
   private readonly env: NodeJS.ProcessEnv;
   private readonly basePort: number;
+  private readonly allowed: { allowed_origins: string[]; allowed_hosts: string[] };
   /** What the supervisor said at the last handshake. */
   info: HelloResult | undefined;
 
@@ -289,7 +290,9 @@ export class SupervisorClient implements VaiApi {
     this.env = opts.env ?? process.env;
     this.home = resolveVaiHome(this.env);
     this.socketPath = socketPathFor(this.home);
-    this.basePort = loadSettings(this.env, this.home).basePort;
+    const settings = loadSettings(this.env, this.home);
+    this.basePort = settings.basePort;
+    this.allowed = { allowed_origins: settings.allowedOrigins, allowed_hosts: settings.allowedHosts };
   }
 
   /** Connects (starting the supervisor if allowed) and shakes hands. */
@@ -327,7 +330,7 @@ export class SupervisorClient implements VaiApi {
       sock = await this.startAndConnect();
     }
     this.attach(sock);
-    const hello = await this.rawCall<HelloResult>('hello', { version: VERSION, home: this.home, base_port: this.basePort });
+    const hello = await this.rawCall<HelloResult>('hello', { version: VERSION, home: this.home, base_port: this.basePort, ...this.allowed });
     if (compareVersions(VERSION, hello.version) > 0 && this.opts.start !== false) {
       // We are newer: the old supervisor hands over (exits); a new one restores everything.
       await this.rawCall('shutdown', { reason: `handover to vai-mcp ${VERSION}` }).catch(() => undefined);
@@ -336,7 +339,7 @@ export class SupervisorClient implements VaiApi {
       this.sock = undefined;
       const fresh = await this.startAndConnect();
       this.attach(fresh);
-      this.info = await this.rawCall<HelloResult>('hello', { version: VERSION, home: this.home, base_port: this.basePort });
+      this.info = await this.rawCall<HelloResult>('hello', { version: VERSION, home: this.home, base_port: this.basePort, ...this.allowed });
     } else {
       this.info = hello;
     }

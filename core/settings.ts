@@ -1,13 +1,14 @@
 /**
- * Settings (DESIGN.md section 2): environment > VAI_HOME/settings.json > defaults.
- * The settings file uses the lowercase names of the environment variables
- * (`vai_base_port`, `vai_max_instances`, `vai_max_price_per_hour`, `vast_url`, `vast_api_key`).
+ * Settings: environment > VAI_HOME/settings.json > defaults. The settings file uses the lowercase
+ * names of the environment variables (`vai_base_port`, `vai_max_instances`,
+ * `vai_max_price_per_hour`, `vai_allowed_origins`, `vai_allowed_hosts`, `vast_url`, `vast_api_key`).
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { formatIssues } from './config.js';
 import { parseJsonText } from './json.js';
 import { badInput } from './errors.js';
+import { parseAllowList } from './origins.js';
 import { homeFiles, resolveVaiHome } from './paths.js';
 
 export const DEFAULT_BASE_PORT = 8188;
@@ -19,6 +20,9 @@ const SettingsFileSchema = z.strictObject({
   vai_base_port: z.number().int().min(1024).max(65535).optional(),
   vai_max_instances: z.number().int().min(0).optional(),
   vai_max_price_per_hour: z.number().positive().optional(),
+  /** A list, or one comma-separated string as in the environment variable. */
+  vai_allowed_origins: z.union([z.string(), z.array(z.string())]).optional(),
+  vai_allowed_hosts: z.union([z.string(), z.array(z.string())]).optional(),
   vast_url: z.url().optional(),
   vast_api_key: z.string().min(1).optional(),
 });
@@ -32,6 +36,9 @@ export interface Settings {
   vastUrl: string;
   /** From env or the settings file only; the official CLI's key files are read by the Vast client. */
   vastApiKey?: string;
+  /** Origins and hosts every tunnel's guard lets through (normalised); the supervisor reads them at its start. */
+  allowedOrigins: string[];
+  allowedHosts: string[];
 }
 
 /**
@@ -67,7 +74,7 @@ function readSettingsFile(file: string): SettingsFile {
   const parsed = SettingsFileSchema.safeParse(parseJsonText(text, file));
   if (!parsed.success) {
     throw badInput(`Settings file ${file} is not valid:\n${formatIssues(parsed.error.issues)}`,
-      'Known keys: vai_base_port, vai_max_instances, vai_max_price_per_hour, vast_url, vast_api_key.');
+      'Known keys: vai_base_port, vai_max_instances, vai_max_price_per_hour, vai_allowed_origins, vai_allowed_hosts, vast_url, vast_api_key.');
   }
   return parsed.data;
 }
@@ -91,9 +98,23 @@ function fromEnv<K extends keyof typeof ENV_RULES>(env: Record<string, string | 
   return parsed.data as z.infer<(typeof ENV_RULES)[K]>;
 }
 
+/** An allow list from its variable, else its settings-file key; an entry that is not an origin (or host) is bad input. */
+function allowListSetting(env: Record<string, string | undefined>, name: 'VAI_ALLOWED_ORIGINS' | 'VAI_ALLOWED_HOSTS', fileValue: string | string[] | undefined, file: string): string[] {
+  const raw = env[name]?.trim();
+  const kind = name === 'VAI_ALLOWED_ORIGINS' ? 'origin' : 'host';
+  const key = name.toLowerCase();
+  try {
+    return parseAllowList(raw ? raw : fileValue, kind);
+  } catch (err) {
+    const where = raw ? name : `${key} in ${file}`;
+    throw badInput(`${where}: ${(err as Error).message}.`, `Fix or remove it, e.g. ${name}=${kind === 'origin' ? 'http://localhost:3000' : 'myhost:8188'}.`);
+  }
+}
+
 /** Effective settings for an environment (the process env, or a request's env). */
 export function loadSettings(env: Record<string, string | undefined> = process.env, home = resolveVaiHome(env)): Settings {
-  const file = readSettingsFile(homeFiles(home).settings);
+  const path = homeFiles(home).settings;
+  const file = readSettingsFile(path);
   return {
     home,
     basePort: fromEnv(env, 'VAI_BASE_PORT') ?? file.vai_base_port ?? DEFAULT_BASE_PORT,
@@ -101,5 +122,7 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
     maxPricePerHour: fromEnv(env, 'VAI_MAX_PRICE_PER_HOUR') ?? file.vai_max_price_per_hour ?? DEFAULT_MAX_PRICE_PER_HOUR,
     vastUrl: (fromEnv(env, 'VAST_URL') ?? file.vast_url ?? DEFAULT_VAST_URL).replace(/\/+$/, ''),
     vastApiKey: env.VAST_API_KEY?.trim() || file.vast_api_key,
+    allowedOrigins: allowListSetting(env, 'VAI_ALLOWED_ORIGINS', file.vai_allowed_origins, path),
+    allowedHosts: allowListSetting(env, 'VAI_ALLOWED_HOSTS', file.vai_allowed_hosts, path),
   };
 }

@@ -66,11 +66,22 @@ async function main(): Promise<void> {
   };
 
   const sup = await Supervisor.start(
-    { home, basePort: settings.basePort, socketPath, log, env: process.env, onShutdown: () => void stop('shutdown requested') },
+    {
+      home,
+      basePort: settings.basePort,
+      socketPath,
+      log,
+      env: process.env,
+      guard: { origins: settings.allowedOrigins, hosts: settings.allowedHosts },
+      onShutdown: () => void stop('shutdown requested'),
+    },
     nativeCryptoWarning(),
   );
   server = await serveControl(socketPath, sup, log);
   log.info(`vai-mcp ${VERSION} supervisor pid ${process.pid} ready: home ${home}, base port ${settings.basePort}, socket ${socketPath}`);
+  if (settings.allowedOrigins.length || settings.allowedHosts.length) {
+    log.info(`every tunnel's guard also allows origins [${settings.allowedOrigins.join(', ')}] and hosts [${settings.allowedHosts.join(', ')}]`);
+  }
 
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));

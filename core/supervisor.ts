@@ -14,6 +14,8 @@ import type {
 } from './api.js';
 import { isJobDone, isSettled } from './api.js';
 import { getSystemStats } from './comfy/client.js';
+import { NO_ALLOWANCES, type GuardAllowances } from './guard.js';
+import { parseAllowList } from './origins.js';
 import { parseConfig, resolveConfigPaths, type Config, type ProviderName } from './config.js';
 import { badInput, failure, toVaiError, unknownInstance, VaiError } from './errors.js';
 import { addSecret, type Logger } from './log.js';
@@ -39,6 +41,8 @@ export interface SupervisorOptions {
   log: Logger;
   /** The supervisor's own environment: used for work no caller is waiting on (restores). */
   env?: NodeJS.ProcessEnv;
+  /** What every tunnel's guard lets through (VAI_ALLOWED_ORIGINS / VAI_ALLOWED_HOSTS at its start). */
+  guard?: GuardAllowances;
   /** Called after `shutdown` has answered. */
   onShutdown?: () => void;
 }
@@ -133,7 +137,25 @@ export class Supervisor implements VaiApi {
   }
 
   private settings(env: RequestEnv): Settings {
-    return loadSettings({ ...env, VAI_HOME: this.opts.home, VAI_BASE_PORT: String(this.opts.basePort) }, this.opts.home);
+    const s = loadSettings({ ...env, VAI_HOME: this.opts.home, VAI_BASE_PORT: String(this.opts.basePort) }, this.opts.home);
+    return { ...s, allowedOrigins: [...this.allowances().origins], allowedHosts: [...this.allowances().hosts] };
+  }
+
+  private allowances(): GuardAllowances {
+    return this.opts.guard ?? NO_ALLOWANCES;
+  }
+
+  /** A box's guard: the supervisor's allowances plus the box's own. */
+  private guardOf(rec: InstanceRecord): { mode: 'http' | 'off'; allow: GuardAllowances } {
+    const ic = rec.config.instance_config;
+    const all = this.allowances();
+    return {
+      mode: ic.guard ?? 'http',
+      allow: {
+        origins: [...new Set([...all.origins, ...parseAllowList(ic.allowed_origins, 'origin')])],
+        hosts: [...new Set([...all.hosts, ...parseAllowList(ic.allowed_hosts, 'host')])],
+      },
+    };
   }
 
   private ctx(env: RequestEnv): ProviderContext {
@@ -196,6 +218,8 @@ export class Supervisor implements VaiApi {
       bytes_in: stats?.bytes_in ?? 0,
       bytes_out: stats?.bytes_out ?? 0,
       connections: stats?.connections ?? 0,
+      guard: inst.config.instance_config.guard ?? 'http',
+      requests_refused: stats?.requests_refused ?? 0,
     };
   }
 
@@ -299,6 +323,7 @@ export class Supervisor implements VaiApi {
         auth,
         remotePort: current.remote_port,
         checkHostKey: (hp, sha) => this.checkHostKey(id, hp, sha),
+        guard: this.guardOf(current),
         log: this.log().child('tunnel'),
       });
       tunnel.on('state', (state: TunnelState) => {
@@ -677,6 +702,14 @@ export class Supervisor implements VaiApi {
     const warnings = [...this.warnings];
     if (p.base_port !== this.opts.basePort) {
       warnings.push(`The supervisor runs with VAI_BASE_PORT=${this.opts.basePort}; your ${p.base_port} applies after \`vai-mcp-cli daemon stop\` (tunnels come back on their ports).`);
+    }
+    for (const [name, ours, theirs] of [
+      ['VAI_ALLOWED_ORIGINS', this.allowances().origins, p.allowed_origins],
+      ['VAI_ALLOWED_HOSTS', this.allowances().hosts, p.allowed_hosts],
+    ] as const) {
+      if (theirs !== undefined && [...theirs].sort().join(',') !== [...ours].sort().join(',')) {
+        warnings.push(`The supervisor runs with ${name}=${ours.join(',') || '(none)'}; your ${theirs.join(',') || '(none)'} applies after \`vai-mcp-cli daemon stop\` (tunnels come back on their ports).`);
+      }
     }
     if (compareVersions(VERSION, p.version) > 0) {
       warnings.push(`The supervisor (vai-mcp ${VERSION}) is newer than this client (${p.version}).`);

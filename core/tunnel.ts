@@ -9,6 +9,8 @@
  *   SSH link is kept); `reconnecting` while the link is being re-made on the backoff schedule;
  *   `failed` for authentication, host-key and forwarding-refused errors (not retried, the user
  *   acts); `port_conflict` when another program holds the local port; `stopped` at the end.
+ * - Every local connection goes through the guard (guard.ts) unless the box's config says
+ *   `guard: "off"`: a request from a foreign page is answered 403 here and never reaches the box.
  * - Every socket and channel has an error handler: one broken connection never takes the
  *   process down.
  */
@@ -18,6 +20,9 @@ import ssh2 from 'ssh2';
 import type { Client as SshClient, ClientChannel } from 'ssh2';
 import { ReconnectSchedule } from './backoff.js';
 import { noteBytesCarried } from './gc-pacing.js';
+import { GuardPolicy, NO_ALLOWANCES, type GuardAllowances, type GuardMode } from './guard.js';
+import type { Refusal } from './http-framing.js';
+import { carry, carryGuarded } from './local-connection.js';
 import { silentLogger, type Logger } from './log.js';
 import { hasIpv6Loopback } from './ports.js';
 import { authOptions, describeAuth, fingerprint, hostKeyMismatchHint, type SshAuth } from './ssh-auth.js';
@@ -59,6 +64,8 @@ export interface TunnelOptions {
   /** Target host as the box sees it. */
   remoteHost?: string;
   checkHostKey: HostKeyCheck;
+  /** The guard on the local end (default: `http`, nothing extra allowed). */
+  guard?: { mode: GuardMode; allow?: GuardAllowances };
   timing?: Partial<TunnelTiming>;
   log?: Logger;
 }
@@ -72,6 +79,8 @@ export interface TunnelStats {
   /** Local TCP connections open now, and in all. */
   connections: number;
   connections_total: number;
+  /** Requests the guard refused (none reached the box). */
+  requests_refused: number;
   /** When the current state began (ISO). */
   since: string;
   /** Listen addresses actually bound. */
@@ -86,6 +95,8 @@ const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
 const OPEN_CONNECT_FAILED = 2;
 /** A link up this long ends an outage: the next one starts the reconnect schedule afresh. */
 const STABLE_LINK_MS = 10_000;
+/** The log names a refused origin (or host) at most this often. */
+const REFUSAL_LOG_MS = 60_000;
 
 /**
  * Read sizes of the SSH socket: the usual 64 KiB, and 512 KiB once a read fills its buffer (a
@@ -152,6 +163,8 @@ export class Tunnel extends EventEmitter {
   readonly ssh: SshEndpoint;
   readonly remotePort: number;
   readonly remoteHost: string;
+  readonly guardMode: GuardMode;
+  private readonly guard: GuardPolicy | undefined;
   private readonly auth: SshAuth;
   private readonly checkHostKey: HostKeyCheck;
   private readonly timing: TunnelTiming;
@@ -176,6 +189,9 @@ export class Tunnel extends EventEmitter {
   private closedBytesIn = 0;
   private closedBytesOut = 0;
   private connectionsTotal = 0;
+  private requestsRefused = 0;
+  /** When each refused origin (or host) was last logged. */
+  private readonly refusalLoggedAt = new Map<string, number>();
 
   constructor(opts: TunnelOptions) {
     super();
@@ -186,6 +202,8 @@ export class Tunnel extends EventEmitter {
     this.remoteHost = opts.remoteHost ?? '127.0.0.1';
     this.auth = opts.auth;
     this.checkHostKey = opts.checkHostKey;
+    this.guardMode = opts.guard?.mode ?? 'http';
+    this.guard = this.guardMode === 'http' ? new GuardPolicy(opts.localPort, opts.guard?.allow ?? NO_ALLOWANCES) : undefined;
     this.timing = { ...DEFAULT_TIMING, ...opts.timing };
     this.log = (opts.log ?? silentLogger).child(opts.instanceId);
   }
@@ -212,6 +230,7 @@ export class Tunnel extends EventEmitter {
       bytes_out: bytesOut,
       connections: this.sockets.size,
       connections_total: this.connectionsTotal,
+      requests_refused: this.requestsRefused,
       since: this.since.toISOString(),
       listen: this.servers.map((s) => {
         const a = s.address() as net.AddressInfo | null;
@@ -534,29 +553,22 @@ export class Tunnel extends EventEmitter {
         ch.on('error', () => sock.destroy());
         if (sock.destroyed) return void ch.close();
         if (this._state === 'remote_down') this.markUp();
-        // Upload: ssh2 writes each 32 KiB packet of a local read on its own; corked until the
-        // read has been handled, they leave in one `writev` (nextTick: uncorks even if a
-        // listener throws, so the link cannot stay corked).
-        if (link) {
-          sock.prependListener('data', (chunk: Buffer) => {
-            noteBytesCarried(chunk.length);
-            link.cork();
-            process.nextTick(() => link.uncork());
-          });
-        }
-        sock.pipe(ch).pipe(sock);
-        // A local reset closes the channel; a channel closed without EOF resets the local side.
-        // (After a normal EOF the pipe has already ended the socket: let it flush.)
-        sock.once('close', () => ch.close());
-        ch.once('close', () => {
-          if (!sock.writableEnded) sock.destroy();
-        });
-        sock.resume();
+        if (this.guard) carryGuarded(sock, ch, link, this.guard, (r) => this.noteRefusal(r));
+        else carry(sock, ch, link);
       });
     } catch {
       // forwardOut throws synchronously when the link has just gone (ssh2: "Not connected").
       sock.destroy();
     }
+  }
+
+  private noteRefusal(r: Refusal): void {
+    this.requestsRefused++;
+    const now = Date.now();
+    if (now - (this.refusalLoggedAt.get(r.subject) ?? -Infinity) < REFUSAL_LOG_MS) return;
+    if (this.refusalLoggedAt.size > 1000) this.refusalLoggedAt.clear();
+    this.refusalLoggedAt.set(r.subject, now);
+    this.log.warn(`guard refused a request to localhost:${this.localPort} (${r.status}): ${r.subject}; ${this.requestsRefused} refused so far`);
   }
 
   /**

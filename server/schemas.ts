@@ -20,6 +20,8 @@ export const TunnelSchema = z.object({
   bytes_in: z.number(),
   bytes_out: z.number(),
   connections: z.number(),
+  guard: z.enum(['http', 'off']).describe('"http": requests from other web pages are refused (403) before they reach the box; "off": not HTTP, bytes pass as they come'),
+  requests_refused: z.number().describe('Requests the guard refused; none of them reached the box'),
 });
 
 export const InstanceSchema = z.object({

@@ -31,10 +31,10 @@ export class Vai {
   }
 
   /** `vai-mcp-cli create <config> --json` for a box reached over SSH; resolves once it is ready. */
-  async createSshBox(t: SshTarget): Promise<TunnelView> {
+  async createSshBox(t: SshTarget, extra: Record<string, unknown> = {}): Promise<TunnelView> {
     const file = this.sb.writeFile(`box-${++this.configs}.json`, {
       provider: 'ssh',
-      instance_config: { ssh_host: t.host, ssh_port: t.port, ssh_user: t.user, ssh_key_path: t.keyPath, remote_port: t.remotePort },
+      instance_config: { ssh_host: t.host, ssh_port: t.port, ssh_user: t.user, ssh_key_path: t.keyPath, remote_port: t.remotePort, ...extra },
     });
     const r = await this.sb.cli(['create', file, '--json'], { timeoutMs: 120_000 });
     if (r.code !== 0) throw new Error(`vai-mcp-cli create exited ${r.code}: ${r.stderr}`);

@@ -7,6 +7,11 @@
  * validated like ComfyUI does, queued, "run" (samplers take a fixed time per step) and produce
  * real PNGs; uploads, `/view`, history, the queue, `/object_info` and saved workflows work too.
  * Every path also answers under `/api`, as on ComfyUI. Files live in memory.
+ *
+ * Like `vastai/comfy` (ComfyUI with `--enable-cors-header`) it allows every origin: each answer
+ * carries `Access-Control-Allow-Origin: *` and every preflight gets 200. So what keeps a foreign
+ * page out is the tunnel's guard, never the box; `GET /vai-sim/requests` lists what the box
+ * received (requests, and connections its HTTP parser refused) for tests to check that.
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -43,7 +48,31 @@ const MAX_UPLOAD_BYTES = 50 * MiB;
 const MAX_JSON_BYTES = 50 * MiB;
 const MAX_INPUT_BYTES = 256 * MiB;
 const MAX_USERDATA_BYTES = 64 * MiB;
+/** Received requests kept for `GET /vai-sim/requests`. */
+const MAX_RECORDED = 1000;
+/** What ComfyUI's CORS middleware sends with `--enable-cors-header` (allow every origin). */
+const CORS_HEADERS = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-methods': 'POST, GET, DELETE, PUT, OPTIONS, PATCH',
+  'access-control-allow-headers': 'Content-Type, Authorization',
+  'access-control-allow-credentials': 'true',
+};
 
+/** One request as the box received it. */
+export interface ReceivedRequest {
+  at: string;
+  method: string;
+  url: string;
+  host: string | null;
+  origin: string | null;
+  sec_fetch_site: string | null;
+  upgrade: string | null;
+}
+
+/**
+ * The box's page. Like ComfyUI's frontend it talks to its own box from the page: a fetch, a
+ * POST and the websocket, all same-origin, and shows how each went (`#self-check`).
+ */
 function page(instanceId: string): string {
   return `<!doctype html>
 <html><head><meta charset="utf-8"><title>ComfyUI (simulated) - ${instanceId}</title></head>
@@ -52,6 +81,25 @@ function page(instanceId: string): string {
 <p>instance_id: <code id="instance-id">${instanceId}</code></p>
 <p>This is vai-mcp's built-in <code>local</code> simulator: a stand-in for a ComfyUI box, reached
 through its own SSH tunnel. <a href="/api/system_stats">/api/system_stats</a></p>
+<p>Talking to this box from the page: <span id="self-check">checking</span></p>
+<script>
+(async () => {
+  const out = document.getElementById('self-check');
+  try {
+    const stats = await (await fetch('/api/system_stats')).json();
+    const posted = await fetch('/api/queue', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    if (!posted.ok) throw new Error('POST /api/queue: ' + posted.status);
+    const greeting = await new Promise((resolve, reject) => {
+      const ws = new WebSocket('ws://' + location.host + '/ws?clientId=page-check');
+      ws.onmessage = (e) => { resolve(JSON.parse(e.data).type); ws.close(); };
+      ws.onerror = () => reject(new Error('the websocket failed'));
+    });
+    out.textContent = 'ok: ' + stats.instance_id + ', POST 200, websocket ' + greeting;
+  } catch (err) {
+    out.textContent = 'failed: ' + err.message;
+  }
+})();
+</script>
 </body></html>
 `;
 }
@@ -93,6 +141,25 @@ export function createComfyApp(instanceId: string, options: ComfyAppOptions = {}
     return greeting;
   });
   const queue = new PromptQueue(files, (type, data, sid) => hub.send(type, data, sid), options.stepMs ?? DEFAULT_STEP_MS);
+  const received: ReceivedRequest[] = [];
+  /** Connections whose bytes the HTTP parser refused (what a smuggled request would become). */
+  const refused: { at: string; error: string }[] = [];
+  const keep = <T>(list: T[], item: T) => {
+    list.push(item);
+    if (list.length > MAX_RECORDED) list.shift();
+  };
+  const record = (req: http.IncomingMessage) => {
+    const one = (v: string | string[] | undefined) => (v === undefined ? null : String(v));
+    keep(received, {
+      at: new Date().toISOString(),
+      method: req.method ?? '',
+      url: req.url ?? '',
+      host: one(req.headers.host),
+      origin: one(req.headers.origin),
+      sec_fetch_site: one(req.headers['sec-fetch-site']),
+      upgrade: one(req.headers.upgrade),
+    });
+  };
 
   async function postPrompt(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     let body: unknown;
@@ -236,6 +303,10 @@ export function createComfyApp(instanceId: string, options: ComfyAppOptions = {}
 
   async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method === 'GET' && url.pathname === '/vai-sim/requests') return sendJson(res, 200, { requests: received, refused });
+    record(req);
+    for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v);
+    if (req.method === 'OPTIONS') return sendOk(res);
     // ComfyUI serves every route both at /x and /api/x.
     const path = url.pathname === '/api' || url.pathname.startsWith('/api/') ? url.pathname.slice(4) || '/' : url.pathname;
     const m = req.method ?? 'GET';
@@ -312,11 +383,15 @@ export function createComfyApp(instanceId: string, options: ComfyAppOptions = {}
     });
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    record(req);
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     if (path === '/ws' || path === '/api/ws') hub.upgrade(req, socket, head);
     else socket.destroy();
   });
-  server.on('clientError', (_err, socket) => socket.destroy());
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (err.code?.startsWith('HPE_')) keep(refused, { at: new Date().toISOString(), error: err.code });
+    socket.destroy();
+  });
   // The server never listens, so Node does not track its connections (closeAllConnections would
   // miss them): the app keeps its own set, websockets included, to end them all on close.
   const streams = new Set<Duplex>();

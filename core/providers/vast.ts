@@ -22,6 +22,12 @@ export const DEFAULT_IMAGE = 'vastai/comfy:@vastai-automatic-tag';
  * PROVISIONING_SCRIPT on first boot.
  */
 export const ONSTART = 'entrypoint.sh';
+/**
+ * The image's default ComfyUI arguments without `--enable-cors-header`: that flag replaces
+ * ComfyUI's own origin check with "allow every origin". Without it, ComfyUI refuses foreign
+ * origins itself, a second layer behind the tunnel's guard.
+ */
+export const COMFYUI_ARGS = '--disable-auto-launch --port 18188';
 /** Models are downloaded once per box: counted in the ranking at the offer's download price. */
 const DOWNLOAD_GB_ESTIMATE = 10;
 /** A status_msg like these means the box will not come up (the official CLI's list). */
@@ -183,6 +189,10 @@ export class VastProvider implements Provider {
     const client = api(ctx);
     const env: Record<string, string> = { ...ic.env };
     if (ic.provisioning_script) env.PROVISIONING_SCRIPT = ic.provisioning_script;
+    // A box that allows other origins keeps the image's CORS header: ComfyUI's own check would
+    // refuse them (and sends no CORS headers), so the guard is then the one check.
+    const allowsOrigins = (ic.allowed_origins?.length ?? 0) > 0 || ctx.settings.allowedOrigins.length > 0;
+    if (env.COMFYUI_ARGS === undefined && !allowsOrigins) env.COMFYUI_ARGS = COMFYUI_ARGS;
     const body = {
       client_id: 'me',
       image: ic.image ?? DEFAULT_IMAGE,

@@ -121,6 +121,21 @@ describe('the vast provider against a fake Vast.ai API', () => {
     expect(any.offers[0]!.offer_id).toBe(7_300_004);
   });
 
+  it('runs ComfyUI with its own origin check: COMFYUI_ARGS without --enable-cors-header, unless the config says otherwise', async () => {
+    for (let i = 0; i < 3; i++) fake.addOffer({ dph_base: 0.3, storage_cost: 0.1 });
+    const made = async (name: string, ic: Record<string, unknown>) => {
+      const [inst] = await sb.json<Instance[]>(['create', config(name, ic), '--no-wait', '--json']);
+      return fake.createBody(Number(inst!.instance_id))!.env as Record<string, string>;
+    };
+    const plain = await made('plain.json', {});
+    expect(plain.COMFYUI_ARGS).toBe('--disable-auto-launch --port 18188');
+    expect(plain.COMFYUI_ARGS).not.toContain('--enable-cors-header');
+    // An explicit COMFYUI_ARGS wins; a box that allows other origins keeps the image's default.
+    expect((await made('own.json', { env: { COMFYUI_ARGS: '--port 18188 --lowvram' } })).COMFYUI_ARGS).toBe('--port 18188 --lowvram');
+    expect((await made('cors.json', { allowed_origins: ['http://localhost:3000'] })).COMFYUI_ARGS).toBeUndefined();
+    fake.accountKeys.splice(0); // the account had no key before this test's first create added one
+  });
+
   describe.skipIf(!boxes.ok)('with real boxes', () => {
     it('three boxes through the CLI: each URL reaches its own box; list shows prices; destroy ends them', async () => {
       for (let i = 0; i < 3; i++) fake.addOffer({ dph_base: 0.3 + i * 0.05, storage_cost: 0.1 });

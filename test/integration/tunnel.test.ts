@@ -549,7 +549,7 @@ describe('Tunnel against a real OpenSSH sshd', () => {
         (i) =>
           new Promise<number>((resolve, reject) => {
             const sock = net.connect(t.localPort, '127.0.0.1', () => {
-              sock.write(`GET /bytes?n=${256 * MiB}&seed=r${i}&sha=0 HTTP/1.1\r\nHost: x\r\n\r\n`);
+              sock.write(`GET /bytes?n=${256 * MiB}&seed=r${i}&sha=0 HTTP/1.1\r\nHost: 127.0.0.1:${t.localPort}\r\n\r\n`);
             });
             const timer = setTimeout(() => reject(new Error('no data within 10 s')), 10_000);
             let got = 0;

@@ -259,6 +259,16 @@ describe('parseConfig: bad input is exit 2 and names what is wrong', () => {
     }
   });
 
+  it('takes the guard keys, and refuses a guard mode or an allow-list entry it does not know', () => {
+    const ic = parseConfig({ provider: 'local', instance_config: { guard: 'off', allowed_origins: ['http://localhost:3000'], allowed_hosts: ['alias:9000'] } }).instance_config;
+    expect(ic).toMatchObject({ guard: 'off', allowed_origins: ['http://localhost:3000'], allowed_hosts: ['alias:9000'] });
+    expect(configErrorOf(() => parseConfig({ provider: 'local', instance_config: { guard: 'tcp' } })).message).toMatch(/^instance_config\.guard: /m);
+    expect(configErrorOf(() => parseConfig({ provider: 'local', instance_config: { allowed_origins: ['*'] } })).message)
+      .toMatch(/^instance_config\.allowed_origins: "\*" is not an origin/m);
+    expect(configErrorOf(() => parseConfig({ provider: 'local', instance_config: { allowed_hosts: ['http://alias'] } })).message)
+      .toMatch(/^instance_config\.allowed_hosts: "http:\/\/alias" is not a host/m);
+  });
+
   it('refuses other out-of-range values: a negative gpu_index, an unknown simulate.fail', () => {
     expect(configErrorOf(() => parseConfig({ provider: 'local', instance_config: { gpu_index: -1 } })).message).toMatch(/instance_config\.gpu_index/);
     expect(configErrorOf(() => parseConfig({ provider: 'local', instance_config: { simulate: { fail: 'sometimes' } } })).message)

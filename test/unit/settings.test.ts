@@ -50,6 +50,8 @@ describe('loadSettings: precedence', () => {
       maxPricePerHour: 1.5,
       vastUrl: 'https://console.vast.ai',
       vastApiKey: undefined,
+      allowedOrigins: [],
+      allowedHosts: [],
     });
   });
 
@@ -102,6 +104,20 @@ describe('loadSettings: precedence', () => {
     const s = loadSettings({ VAI_BASE_PORT: '', VAI_MAX_INSTANCES: '', VAI_MAX_PRICE_PER_HOUR: '', VAST_URL: '', VAST_API_KEY: '' }, h);
     expect(s).toMatchObject({ basePort: 9400, maxInstances: 4, maxPricePerHour: 1.5, vastUrl: 'https://console.vast.ai' });
     expect(s.vastApiKey).toBeUndefined();
+  });
+
+  it('reads the guard\'s allow lists from VAI_ALLOWED_ORIGINS / _HOSTS over the file, normalised', () => {
+    const h = vaiHome({ vai_allowed_origins: ['http://LOCALHOST:3000/'], vai_allowed_hosts: 'a.example:9000, b.example' });
+    expect(loadSettings({}, h)).toMatchObject({ allowedOrigins: ['http://localhost:3000'], allowedHosts: ['a.example:9000', 'b.example'] });
+    const env = { VAI_ALLOWED_ORIGINS: 'http://127.0.0.1:5173,https://ui.example:443', VAI_ALLOWED_HOSTS: 'c.example:1' };
+    expect(loadSettings(env, h)).toMatchObject({ allowedOrigins: ['http://127.0.0.1:5173', 'https://ui.example'], allowedHosts: ['c.example:1'] });
+  });
+
+  it('refuses an allow-list entry that is not an origin (or host), naming it and where it came from', () => {
+    const e = badInputOf(() => loadSettings({ VAI_ALLOWED_ORIGINS: 'localhost:3000' }, vaiHome()));
+    expect(e.message).toBe('VAI_ALLOWED_ORIGINS: "localhost:3000" is not an origin like http://localhost:3000 (scheme, host and port; no path).');
+    const h = vaiHome({ vai_allowed_hosts: ['http://x.example'] });
+    expect(badInputOf(() => loadSettings({}, h)).message).toContain(`vai_allowed_hosts in ${path.join(h, 'settings.json')}: "http://x.example" is not a host`);
   });
 
   it('accepts 0 instances (no paid boxes at all) from the environment', () => {

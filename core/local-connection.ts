@@ -1,0 +1,113 @@
+/**
+ * Carrying one local TCP connection over its SSH channel, both ways: as it comes (`carry`), or
+ * with every request head checked first (`carryGuarded`, see guard.ts). The box-to-client
+ * direction is never parsed, so downloads take the same path either way.
+ */
+import type net from 'node:net';
+import type { ClientChannel } from 'ssh2';
+import { noteBytesCarried } from './gc-pacing.js';
+import { refusalResponse, type GuardPolicy } from './guard.js';
+import { RequestFramer, type Refusal } from './http-framing.js';
+
+/**
+ * After a refusal on a connection whose earlier requests went through, their answers may still be
+ * coming (a pipelining client): the refusal follows once the box has sent nothing this long.
+ * Half-closing the channel instead would make many servers drop the answers they owe.
+ */
+const QUIET_MS = 500;
+const QUIET_POLL_MS = 100;
+
+/**
+ * Uploads: ssh2 writes each 32 KiB packet of a local read on its own; corked until the read has
+ * been handled, they leave in one `writev` (nextTick: uncorks even if a listener throws, so the
+ * link cannot stay corked).
+ */
+function corkPerRead(link: net.Socket | undefined, bytes: number): void {
+  noteBytesCarried(bytes);
+  if (!link) return;
+  link.cork();
+  process.nextTick(() => link.uncork());
+}
+
+/** A local reset closes the channel; a channel closed without EOF resets the local side. */
+function closeTogether(sock: net.Socket, ch: ClientChannel): void {
+  sock.once('close', () => ch.close());
+  // After a normal EOF the socket has been ended already: let it flush.
+  ch.once('close', () => {
+    if (!sock.writableEnded) sock.destroy();
+  });
+}
+
+/** Both directions as they come. */
+export function carry(sock: net.Socket, ch: ClientChannel, link: net.Socket | undefined): void {
+  sock.prependListener('data', (chunk: Buffer) => corkPerRead(link, chunk.length));
+  sock.pipe(ch).pipe(sock);
+  closeTogether(sock, ch);
+  sock.resume();
+}
+
+/**
+ * Client to box through the guard; box to client as it comes. A refused request is answered
+ * here and ends the connection; nothing of it, nor anything after it, reaches the box.
+ */
+export function carryGuarded(sock: net.Socket, ch: ClientChannel, link: net.Socket | undefined, guard: GuardPolicy, onRefused: (r: Refusal) => void): void {
+  const framer = new RequestFramer(guard.check);
+  let sent = false;
+  let blocked = false;
+  /** The refusal, once the box has finished the answers it owes. */
+  let answer: Buffer | undefined;
+  let quietTimer: NodeJS.Timeout | undefined;
+
+  ch.pipe(sock, { end: false });
+  ch.once('end', () => {
+    clearInterval(quietTimer);
+    if (sock.writableEnded) return;
+    if (answer) sock.end(answer);
+    else sock.end();
+  });
+  closeTogether(sock, ch);
+  sock.once('close', () => clearInterval(quietTimer));
+
+  const pass = (bytes: Buffer) => {
+    sent = true;
+    if (!ch.write(bytes)) blocked = true;
+  };
+  const refuse = (r: Refusal) => {
+    sock.off('data', onData);
+    sock.pause();
+    onRefused(r);
+    const response = refusalResponse(r);
+    answer = response;
+    const finish = () => {
+      clearInterval(quietTimer);
+      ch.unpipe(sock);
+      if (!sock.writableEnded) sock.end(response);
+      ch.close();
+    };
+    if (!sent) return finish();
+    // Quiet: nothing new from the box for QUIET_MS and nothing of it still waiting to be written.
+    let seen = sock.bytesWritten;
+    let quietSince = Date.now();
+    quietTimer = setInterval(() => {
+      if (sock.bytesWritten !== seen || sock.writableLength > 0 || ch.readableLength > 0) {
+        seen = sock.bytesWritten;
+        quietSince = Date.now();
+      } else if (Date.now() - quietSince >= QUIET_MS) finish();
+    }, QUIET_POLL_MS);
+  };
+  const onData = (chunk: Buffer) => {
+    corkPerRead(link, chunk.length);
+    const refusal = framer.feed(chunk, pass);
+    if (refusal) return refuse(refusal);
+    if (blocked) {
+      blocked = false;
+      sock.pause();
+      ch.once('drain', () => sock.resume());
+    }
+  };
+  sock.on('data', onData);
+  sock.once('end', () => {
+    if (!answer) ch.end();
+  });
+  sock.resume();
+}
