@@ -2,7 +2,7 @@
  * Output for people and scripts: aligned tables with a total line, JSON for `--json`, errors on
  * stderr. With `--json`, stdout carries the JSON document and nothing else.
  */
-import type { InstanceView, TunnelView } from '../core/api.js';
+import { isJobDone, type InstanceView, type JobView, type TunnelView } from '../core/api.js';
 import { toVaiError } from '../core/errors.js';
 
 export function printJson(value: unknown): void {
@@ -34,7 +34,7 @@ export function tunnelsTable(tunnels: TunnelView[]): string {
     `${t.ssh_host}:${t.ssh_port}`,
     String(t.local_port),
     t.state,
-    t.url,
+    t.state === 'port_conflict' ? `${t.url} (taken by another program)` : t.url,
     t.guard === 'off' ? 'off' : `http, ${t.requests_refused} refused`,
     t.state === 'up' || !t.last_error ? '' : t.last_error,
   ]);
@@ -62,6 +62,12 @@ export function instancesTable(instances: InstanceView[]): string {
   return `${table(['INSTANCE', 'PROVIDER', 'STATUS', 'SSH HOST:PORT', 'LOCAL PORT', 'TUNNEL', 'PRICE', 'COST SO FAR', 'LABEL'], rows)}\n${total}`;
 }
 
+export function jobsTable(jobs: JobView[]): string {
+  const rows = jobs.map((j) => [j.job_id, j.instance_id, j.status, j.progress ?? '', String(j.outputs.length), j.created_at]);
+  const running = jobs.filter((j) => !isJobDone(j.status)).length;
+  return `${table(['JOB', 'INSTANCE', 'STATUS', 'PROGRESS', 'OUTPUTS', 'CREATED'], rows)}\nTotal: ${jobs.length} job${jobs.length === 1 ? '' : 's'}, ${running} not finished`;
+}
+
 /** Prints an error as a person reads it: the message, then what to do. */
 export function printError(err: unknown): void {
   const e = toVaiError(err);
@@ -75,9 +81,13 @@ export function printError(err: unknown): void {
  */
 export class ProgressLine {
   private active = false;
+  /** The line shown last: a command that waits in slices hears its latest line once per slice. */
+  private last: string | undefined;
   constructor(private readonly tty = process.stderr.isTTY === true) {}
 
   update(text: string): void {
+    if (text === this.last) return;
+    this.last = text;
     if (this.tty) {
       const width = Math.max(20, (process.stderr.columns ?? 100) - 1);
       process.stderr.write(`\r\x1b[2K${text.length > width ? text.slice(0, width - 1) + '…' : text}`);

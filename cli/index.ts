@@ -15,6 +15,7 @@ import { registerOfferCommands } from './commands/offers.js';
 import { registerTunnelCommands } from './commands/tunnels.js';
 import { registerWorkflowCommands } from './commands/workflows.js';
 import { printError } from './format.js';
+import { readableHelp } from './help.js';
 
 const cli = cac('vai-mcp-cli');
 registerInstanceCommands(cli);
@@ -30,7 +31,7 @@ cli.usage(`<command> [options]
 
   Environment: VAI_HOME (state, default ~/.vai), VAI_BASE_PORT (default 8188),
   VAI_SSH_PASSPHRASE, SSH_AUTH_SOCK, VAST_API_KEY, VAST_URL, VAI_MAX_INSTANCES, VAI_MAX_PRICE_PER_HOUR.`);
-cli.help();
+cli.help(readableHelp(cli));
 cli.version(VERSION);
 
 async function main(): Promise<number> {
@@ -49,7 +50,8 @@ async function main(): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     // cac's own errors (missing argument, unknown option) are usage errors: exit 2.
-    const e = err instanceof Error && err.name === 'CACError' ? badInput(`${err.message}.`, 'Run `vai-mcp-cli <command> --help`.') : toVaiError(err);
+    const command = cli.matchedCommandName ?? cli.args[0];
+    const e = err instanceof Error && err.name === 'CACError' ? badInput(`${err.message}.`, `Run \`vai-mcp-cli ${command ? `${command} ` : ''}--help\`.`) : toVaiError(err);
     printError(e);
     return e.exitCode;
   } finally {

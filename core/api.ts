@@ -77,6 +77,8 @@ export interface CreateParams {
   count?: number;
   /** Idempotency key: the same id returns the same boxes and never rents twice. */
   request_id?: string;
+  /** What the boxes are for, in their labels (`vai-mcp:<label>-<random>:<n>`; `demo` marks the demo's boxes). */
+  label?: string;
 }
 
 export interface CreateResult {
@@ -191,7 +193,7 @@ export interface JobView {
   prompt_id: string | null;
   workflow_file: string;
   output_dir: string;
-  /** The latest progress line, e.g. "node 4 of 7 (KSampler) 35%". */
+  /** The latest progress line, e.g. "node 5 of 7: KSampler (node 3) 35%". */
   progress: string | null;
   node_index: number | null;
   node_count: number | null;
@@ -245,7 +247,10 @@ export interface CancelResult {
 export interface ExtractResult {
   instance_id: string;
   out_dir: string;
+  /** The files downloaded now. */
   files: string[];
+  /** Files of this box downloaded into out_dir before (and not fetched again without `force`). */
+  skipped: number;
 }
 
 export interface OneshotParams {
@@ -282,8 +287,8 @@ export interface VaiApi {
   /** The box's ComfyUI queue. */
   listQueue(p: { instance_id: string }, o?: CallOptions): Promise<QueueView>;
   cancelJobs(p: CancelParams, o?: CallOptions): Promise<CancelResult>;
-  /** Downloads everything the box has produced (outputs and saved workflows) into out_dir. */
-  extractOutputs(p: { instance_id: string; out_dir: string }, o?: CallOptions): Promise<ExtractResult>;
+  /** Downloads what the box has produced (outputs and saved workflows) and out_dir does not have from it yet; `force`: everything. */
+  extractOutputs(p: { instance_id: string; out_dir: string; force?: boolean }, o?: CallOptions): Promise<ExtractResult>;
   /** Creates a box, runs the config's workflow on it, downloads the outputs, and destroys it if asked. */
   oneshot(p: OneshotParams, o?: CallOptions): Promise<{ instance: InstanceView; job: JobView }>;
   status(p: Record<string, never>, o?: CallOptions): Promise<DaemonStatus>;

@@ -53,6 +53,8 @@ export const InstanceConfigSchema = z.strictObject({
   // Reaching ComfyUI
   remote_port: port.default(DEFAULT_REMOTE_PORT),
   ssh_key_path: z.string().min(1).optional(),
+  // Ready means ComfyUI answers GET /api/system_stats; false for a main port that is not ComfyUI.
+  check_comfy: z.boolean().optional(),
   // The guard on the tunnel's local end: "off" only for a remote port that is not HTTP.
   guard: z.enum(['http', 'off']).optional(),
   allowed_origins: allowList('origin').optional(),
@@ -150,7 +152,10 @@ export function loadConfigFile(file: string, opts: { needProvider?: boolean } = 
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'does not exist' : code === 'EISDIR' ? 'is a folder' : `cannot be read (${code})`;
-    throw badInput(`Config file ${abs} ${why}.`, 'Pass the path of a JSON config file, e.g. examples/local.json.');
+    // Never suggest the path that just failed.
+    const example = path.join('examples', 'local.json');
+    const hint = abs.endsWith(example) ? `Relative paths start in the current folder (${process.cwd()}): pass the full path of a JSON config file.` : `Pass the path of a JSON config file, e.g. ${example}.`;
+    throw badInput(`Config file ${abs} ${why}.`, hint);
   }
   const cfg = parseConfig(parseJsonText(text, abs), abs, opts);
   return resolveConfigPaths(cfg, path.dirname(abs));

@@ -90,7 +90,10 @@ export async function serveControl(socketPath: string, api: VaiApi, log: Logger)
         if (frame?.t !== 'req' || typeof frame.id !== 'number') return;
         const method = frame.method as ApiMethod;
         if (!API_METHODS.includes(method)) {
-          send(sock, { t: 'err', id: frame.id, error: failure(`Unknown control method "${frame.method}".`, 'Client and supervisor versions differ: run `vai-mcp-cli daemon stop` and retry.').toJSON() });
+          send(sock, { t: 'err', id: frame.id, error: failure(`Unknown control method "${frame.method}".`, {
+            cli: 'Client and supervisor versions differ: run `vai-mcp-cli daemon stop` and retry.',
+            agent: 'Client and supervisor versions differ: ask the user to run `vai-mcp-cli daemon stop`, then retry.',
+          }).toJSON() });
           return;
         }
         const ac = new AbortController();

@@ -6,29 +6,41 @@
  */
 export type ExitCode = 1 | 2;
 
+/**
+ * What to do next. One string when it reads right for both faces; otherwise in the words of each:
+ * CLI commands and flags for people, tool names and arguments for agents.
+ */
+export type Hint = string | { cli: string; agent: string };
+
 export interface ErrorPayload {
   message: string;
   hint?: string;
+  agentHint?: string;
   exitCode: ExitCode;
   code: string;
 }
 
 export class VaiError extends Error {
+  /** For people: CLI commands and flags. */
   readonly hint?: string;
+  /** For agents: tool names and arguments (MCP results use it; `hint` when there is none). */
+  readonly agentHint?: string;
   readonly exitCode: ExitCode;
   /** A short stable identifier (e.g. `bad_input`, `unknown_instance`) for callers that branch on it. */
   readonly code: string;
 
-  constructor(message: string, opts: { hint?: string; exitCode?: ExitCode; code?: string } = {}) {
+  constructor(message: string, opts: { hint?: Hint; agentHint?: string; exitCode?: ExitCode; code?: string } = {}) {
     super(message);
     this.name = 'VaiError';
-    this.hint = opts.hint;
+    const h = opts.hint;
+    this.hint = typeof h === 'object' ? h.cli : h;
+    this.agentHint = typeof h === 'object' ? h.agent : opts.agentHint;
     this.exitCode = opts.exitCode ?? 1;
     this.code = opts.code ?? (this.exitCode === 2 ? 'bad_input' : 'failure');
   }
 
   toJSON(): ErrorPayload {
-    return { message: this.message, hint: this.hint, exitCode: this.exitCode, code: this.code };
+    return { message: this.message, hint: this.hint, agentHint: this.agentHint, exitCode: this.exitCode, code: this.code };
   }
 
   static fromJSON(p: ErrorPayload): VaiError {
@@ -37,19 +49,19 @@ export class VaiError extends Error {
 }
 
 /** Bad usage or bad input: exit code 2, and nothing was changed. */
-export function badInput(message: string, hint?: string, code = 'bad_input'): VaiError {
+export function badInput(message: string, hint?: Hint, code = 'bad_input'): VaiError {
   return new VaiError(message, { hint, exitCode: 2, code });
 }
 
 /** Something failed while doing the work: exit code 1. */
-export function failure(message: string, hint?: string, code = 'failure'): VaiError {
+export function failure(message: string, hint?: Hint, code = 'failure'): VaiError {
   return new VaiError(message, { hint, exitCode: 1, code });
 }
 
 export function unknownInstance(id: string): VaiError {
   return badInput(
     `Unknown instance id "${id}".`,
-    'Run `vai-mcp-cli list` to see the instances known here.',
+    { cli: 'Run `vai-mcp-cli list` to see the instances known here.', agent: 'Call list_instances to see the boxes known here.' },
     'unknown_instance',
   );
 }

@@ -4,7 +4,7 @@
  *
  * - A job is submitted in the call (inputs uploaded, graph queued): bad input fails that call,
  *   and nothing is queued. Following and downloading then run here in the background.
- * - Progress ("node 4 of 7 (KSampler) 35%") is kept in memory and sent to waiting callers; the
+ * - Progress ("node 5 of 7: KSampler (node 3) 35%") is kept in memory and sent to waiting callers; the
  *   record in state changes with the status only.
  * - After a supervisor restart, jobs that were queued or running are followed again from the
  *   box's history; a job whose submit was cut short is marked failed (its box may have it queued).
@@ -14,11 +14,13 @@ import { EventEmitter } from 'node:events';
 import type { CallOptions, CancelParams, CancelResult, ExtractResult, JobStatus, JobView, Progress, QueueView, WorkflowSpec } from './api.js';
 import { isJobDone } from './api.js';
 import { ComfyClient } from './comfy/client.js';
+import { ExtractManifest } from './comfy/extract-manifest.js';
 import { outputName, reserveOutputPath } from './comfy/outputs.js';
 import { downloadOutputs, followJob, submitWorkflow, type JobProgress } from './comfy/run.js';
 import type { ComfyFileRef } from './comfy/types.js';
 import { badInput, toVaiError } from './errors.js';
 import type { Logger } from './log.js';
+import { elapsed, ProgressRelay } from './progress-relay.js';
 import type { Collection, JobRecord } from './state.js';
 
 /** What the job runner needs from the supervisor. */
@@ -229,8 +231,7 @@ export class JobRunner {
         await client.deleteQueued([queued.prompt_id]).catch(() => undefined);
         return;
       }
-      await this.update(jobId, { status: 'queued', prompt_id: queued.prompt_id, node_count: queued.node_count });
-      this.say(jobId, `queued as ${queued.prompt_id}`, true);
+      await this.update(jobId, { status: 'queued', prompt_id: queued.prompt_id, node_count: queued.node_count, nodes: queued.nodes });
     } catch (err) {
       const e = toVaiError(err);
       await this.finish(jobId, 'failed', { error: e.message });
@@ -263,6 +264,7 @@ export class JobRunner {
         result = await followJob(client, rec.prompt_id, {
           clientId: rec.client_id,
           nodeCount: rec.node_count,
+          nodes: rec.nodes,
           signal,
           onProgress: (p) => {
             lostSince = undefined; // in touch again
@@ -293,9 +295,16 @@ export class JobRunner {
   /** Waits until the job ends or `waitS` passes, passing its progress lines on. */
   async wait(jobId: string, waitS: number, o: CallOptions = {}): Promise<JobView> {
     if (isJobDone(this.record(jobId).status) || waitS <= 0) return this.view(jobId);
+    const instanceId = this.record(jobId).instance_id;
+    const relay = new ProgressRelay(o.onProgress, () => {
+      const rec = this.store.get(jobId);
+      if (!rec || isJobDone(rec.status)) return undefined;
+      const now = this.live.get(jobId)?.progress;
+      return { instance_id: instanceId, message: `${jobId}: ${rec.status} for ${elapsed(Date.now() - Date.parse(rec.created_at))}${now ? ` (${now})` : ''}` };
+    });
     await new Promise<void>((resolve) => {
       const onProgress = (p: Progress & { job_id: string; instance_id: string }) => {
-        if (p.job_id === jobId) o.onProgress?.({ message: `${jobId}: ${p.message}`, instance_id: p.instance_id });
+        if (p.job_id === jobId) relay.push({ message: `${jobId}: ${p.message}`, instance_id: p.instance_id });
       };
       const onChange = (id: string) => {
         if (id === jobId && isJobDone(this.record(jobId).status)) finish();
@@ -304,6 +313,7 @@ export class JobRunner {
       const onAbort = () => finish();
       const finish = () => {
         clearTimeout(timer);
+        relay.close();
         this.events.off('progress', onProgress);
         this.events.off('change', onChange);
         o.signal?.removeEventListener('abort', onAbort);
@@ -313,7 +323,7 @@ export class JobRunner {
       this.events.on('change', onChange);
       o.signal?.addEventListener('abort', onAbort);
       const now = this.live.get(jobId)?.progress;
-      if (now) o.onProgress?.({ message: `${jobId}: ${now}`, instance_id: this.record(jobId).instance_id });
+      if (now) relay.push({ message: `${jobId}: ${now}`, instance_id: instanceId });
     });
     return this.view(jobId);
   }
@@ -365,13 +375,18 @@ export class JobRunner {
   }
 
   async cancel(p: CancelParams): Promise<CancelResult> {
-    if (!p.all && !p.job_id) throw badInput('Name the job to cancel, or pass all.', `Example: vai-mcp-cli cancel ${p.instance_id} job-3 (or --all; --list shows the queue).`);
+    if (!p.all && !p.job_id) {
+      throw badInput('Name the job to cancel, or pass all.', {
+        cli: `Example: vai-mcp-cli cancel ${p.instance_id} job-3 (or --all; --list shows the queue).`,
+        agent: 'Give job_id (from run_workflow), or all: true.',
+      });
+    }
     if (p.all && p.job_id) throw badInput('Pass a job id or all, not both.');
     const cancelled: CancelResult['cancelled'] = [];
     // A job still waiting for its box (oneshot) is not on any queue yet.
     const mine = p.job_id ? this.store.get(p.job_id) : undefined;
     if (mine && mine.instance_id !== p.instance_id) {
-      throw badInput(`${p.job_id} runs on ${mine.instance_id}, not ${p.instance_id}.`, `vai-mcp-cli cancel ${mine.instance_id} ${p.job_id}`);
+      throw badInput(`${p.job_id} runs on ${mine.instance_id}, not ${p.instance_id}.`, { cli: `vai-mcp-cli cancel ${mine.instance_id} ${p.job_id}`, agent: `Call cancel_job with instance_id "${mine.instance_id}" and job_id "${p.job_id}".` });
     }
     if (mine && (mine.status === 'waiting' || mine.status === 'submitting')) {
       await this.finish(mine.job_id, 'cancelled', { error: 'cancelled before it was queued' });
@@ -384,7 +399,7 @@ export class JobRunner {
     const pending = q.pending.filter((r) => p.all || r.prompt_id === promptId);
     const running = q.running.filter((r) => p.all || r.prompt_id === promptId);
     if (!p.all && pending.length === 0 && running.length === 0) {
-      throw badInput(`${p.job_id} is not in the queue of ${p.instance_id}.`, `\`vai-mcp-cli cancel ${p.instance_id} --list\` shows the queue.`, 'unknown_job');
+      throw badInput(`${p.job_id} is not in the queue of ${p.instance_id}.`, { cli: `\`vai-mcp-cli cancel ${p.instance_id} --list\` shows the queue.`, agent: 'get_job shows where a job of ours stands.' }, 'unknown_job');
     }
     // Pending first: interrupting the running one would otherwise start the next.
     if (pending.length) await client.deleteQueued(pending.map((r) => r.prompt_id));
@@ -394,33 +409,47 @@ export class JobRunner {
     return { instance_id: p.instance_id, cancelled };
   }
 
-  /** Everything the box has produced: the outputs in its history and its saved workflows. */
-  async extract(instanceId: string, outDir: string, o: CallOptions = {}): Promise<ExtractResult> {
+  /**
+   * Everything the box has produced (the outputs in its history and its saved workflows) that was
+   * not downloaded into `outDir` before; with `force`, everything.
+   */
+  async extract(instanceId: string, outDir: string, o: CallOptions = {}, force = false): Promise<ExtractResult> {
     const client = await this.clientOf(instanceId);
     const when = new Date();
     const seen = new Set<string>();
-    const outputs: ComfyFileRef[] = [];
+    const outputs: { key: string; ref: ComfyFileRef }[] = [];
     for (const entry of Object.values(await client.history())) {
       for (const node of Object.values(entry.outputs ?? {})) {
         for (const f of node.images ?? []) {
-          const key = `${f.type}/${f.subfolder}/${f.filename}`;
+          const key = `${f.type}/${f.subfolder ? `${f.subfolder}/` : ''}${f.filename}`;
           if (f.type !== 'output' || seen.has(key)) continue;
           seen.add(key);
-          outputs.push(f);
+          outputs.push({ key, ref: f });
         }
       }
     }
-    const workflows = await client.listUserData('workflows');
-    const total = outputs.length + workflows.length;
-    o.onProgress?.({ instance_id: instanceId, message: `${outputs.length} output file(s) and ${workflows.length} saved workflow(s) to download` });
-    const files = await downloadOutputs(client, outputs, { outputDir: outDir, instanceId, when });
-    for (const wf of workflows) {
-      const dest = reserveOutputPath(outDir, outputName(when, instanceId, `workflows/${wf}`));
-      await client.downloadUserData(`workflows/${wf}`, dest);
+    const workflows = (await client.listUserData('workflows')).map((wf) => ({ key: `workflows/${wf}`, name: wf }));
+    const manifest = new ExtractManifest(outDir);
+    const newOutputs = outputs.filter((f) => force || !manifest.has(instanceId, f.key));
+    const newWorkflows = workflows.filter((w) => force || !manifest.has(instanceId, w.key));
+    const skipped = outputs.length - newOutputs.length + workflows.length - newWorkflows.length;
+    const total = newOutputs.length + newWorkflows.length;
+    o.onProgress?.({ instance_id: instanceId, message: `${newOutputs.length} output file(s) and ${newWorkflows.length} saved workflow(s) to download${skipped ? ` (${skipped} downloaded here before)` : ''}` });
+    const files: string[] = [];
+    for (const f of newOutputs) {
+      const [dest] = await downloadOutputs(client, [f.ref], { outputDir: outDir, instanceId, when });
+      manifest.add(instanceId, f.key, dest!);
+      files.push(dest!);
+      o.onProgress?.({ instance_id: instanceId, message: `downloaded ${files.length} of ${total}` });
+    }
+    for (const wf of newWorkflows) {
+      const dest = reserveOutputPath(outDir, outputName(when, instanceId, wf.key));
+      await client.downloadUserData(wf.key, dest);
+      manifest.add(instanceId, wf.key, dest);
       files.push(dest);
       o.onProgress?.({ instance_id: instanceId, message: `downloaded ${files.length} of ${total}` });
     }
-    return { instance_id: instanceId, out_dir: outDir, files };
+    return { instance_id: instanceId, out_dir: outDir, files, skipped };
   }
 
   // ------------------------------------------------------------ restore

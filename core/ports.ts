@@ -5,12 +5,17 @@
  * call starts, so concurrent callers never get the same port.
  */
 import net from 'node:net';
-import { badInput } from './errors.js';
+import { badInput, type Hint } from './errors.js';
 import { Mutex } from './mutex.js';
 import type { Collection, PortLease } from './state.js';
 
 export const MIN_PORT = 1024;
 export const MAX_PORT = 65535;
+
+const ANOTHER_PORT: Hint = {
+  cli: 'Choose another port with --port, or leave it out to get the next free one.',
+  agent: 'Choose another local_port, or leave it out to get the next free one.',
+};
 
 function tryBind(port: number, host: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -61,28 +66,33 @@ export class PortAllocator {
 
   /**
    * Leases a port to an instance. With `requested`, that port or an error (never a silent other
-   * port). Without it, the instance's current lease, else the first free port from the base up.
+   * port). Without it, the instance's current lease, else its `sticky` port (the one it had last)
+   * when that is free, else the first free port from the base up that is not in `keep` (ports
+   * other boxes had last, so that they get theirs back).
    */
-  allocate(instanceId: string, requested?: number): Promise<number> {
+  allocate(instanceId: string, requested?: number, sticky?: { port?: number; keep?: ReadonlySet<number> }): Promise<number> {
     return this.mutex.run(async () => {
       const current = this.leaseOf(instanceId);
       if (requested !== undefined) {
         checkPortRange(requested);
         const holder = this.holderOf(requested);
         if (holder !== undefined && holder !== instanceId) {
-          throw badInput(`Port ${requested} is already used by the tunnel of ${holder}.`,
-            'Choose another port with --port, or leave it out to get the next free one.', 'port_taken');
+          throw badInput(`Port ${requested} is already used by the tunnel of ${holder}.`, ANOTHER_PORT, 'port_taken');
         }
         if (current !== requested && !(await isPortFree(requested))) {
-          throw badInput(`Port ${requested} is taken by another program on this machine.`,
-            'Choose another port with --port, or leave it out to get the next free one.', 'port_taken');
+          throw badInput(`Port ${requested} is taken by another program on this machine.`, ANOTHER_PORT, 'port_taken');
         }
         await this.leases.set(instanceId, { port: requested, instance_id: instanceId });
         return requested;
       }
       if (current !== undefined) return current;
+      const last = sticky?.port;
+      if (last !== undefined && this.holderOf(last) === undefined && (await isPortFree(last))) {
+        await this.leases.set(instanceId, { port: last, instance_id: instanceId });
+        return last;
+      }
       for (let port = this.basePort; port <= MAX_PORT; port++) {
-        if (this.holderOf(port) !== undefined) continue;
+        if (this.holderOf(port) !== undefined || sticky?.keep?.has(port)) continue;
         if (!(await isPortFree(port))) continue;
         await this.leases.set(instanceId, { port, instance_id: instanceId });
         return port;

@@ -9,6 +9,7 @@ import { chmodSync, closeSync, existsSync, openSync, renameSync } from 'node:fs'
 import Keyv from 'keyv';
 import KeyvSqlite from '@keyv/sqlite';
 import type { JobStatus, WorkflowSpec } from './api.js';
+import type { NodeMap } from './comfy/types.js';
 import type { Config, ProviderName } from './config.js';
 import { homeWriteError } from './errors.js';
 import { Mutex } from './mutex.js';
@@ -37,6 +38,8 @@ export interface InstanceRecord {
   status_message?: string;
   ssh?: SshEndpoint;
   remote_port: number;
+  /** The local port its tunnel had last: a reopened tunnel gets it back when it is free (sticky). */
+  local_port?: number;
   /** The validated config it was made from (paths absolute). Secrets in it are never shown. */
   config: Config;
   dph_total?: number;
@@ -83,6 +86,8 @@ export interface JobRecord {
   /** The websocket client id the graph was queued under (ComfyUI sends its progress there). */
   client_id: string;
   node_count?: number;
+  /** What progress lines need of the graph: each node's name and inputs (see comfy/run.ts). */
+  nodes?: NodeMap;
   outputs: string[];
   error?: string;
   created_at: string;

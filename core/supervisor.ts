@@ -6,6 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type {
   CallOptions, CancelParams, CancelResult, CreateParams, CreateResult, DaemonStatus, DestroyResult, ExtractResult, HelloParams,
@@ -13,13 +14,14 @@ import type {
   SshKeyReport, StopTunnelResult, TunnelView, VaiApi, WaitParams,
 } from './api.js';
 import { isJobDone, isSettled } from './api.js';
-import { getSystemStats } from './comfy/client.js';
+import { checkComfy } from './comfy/client.js';
 import { NO_ALLOWANCES, type GuardAllowances } from './guard.js';
 import { parseAllowList } from './origins.js';
 import { parseConfig, resolveConfigPaths, type Config, type ProviderName } from './config.js';
 import { badInput, failure, toVaiError, unknownInstance, VaiError } from './errors.js';
 import { addSecret, type Logger } from './log.js';
 import { Mutex } from './mutex.js';
+import { elapsed, ProgressRelay } from './progress-relay.js';
 import { ensurePrivateDir } from './paths.js';
 import { PortAllocator } from './ports.js';
 import { LocalProvider } from './providers/local.js';
@@ -286,8 +288,8 @@ export class Supervisor implements VaiApi {
       const current = this.store.instances.get(id);
       if (!current) throw unknownInstance(id);
       // A watch woken by destroy()'s own tunnel close must not reopen what destroy is ending.
-      if (this.destroying.has(id)) throw failure(`${id} is being destroyed.`, 'Run `vai-mcp-cli list` to see what is left.');
-      if (!current.ssh) throw failure(`${id} has no SSH endpoint yet (status ${current.status}).`, `Wait until it is running: \`vai-mcp-cli list\`.`);
+      if (this.destroying.has(id)) throw failure(`${id} is being destroyed.`, { cli: 'Run `vai-mcp-cli list` to see what is left.', agent: 'Call list_instances to see what is left.' });
+      if (!current.ssh) throw failure(`${id} has no SSH endpoint yet (status ${current.status}).`, { cli: 'Wait until it is running: `vai-mcp-cli list`.', agent: `Wait until it is running: list_instances with instance_ids ["${id}"] and wait_s.` });
       const existing = this.tunnels.get(id);
       const sameEndpoint = existing && existing.ssh.host === current.ssh.host && existing.ssh.port === current.ssh.port;
       const healthy = existing && !['failed', 'port_conflict', 'stopped'].includes(existing.state);
@@ -299,7 +301,8 @@ export class Supervisor implements VaiApi {
       const leased = this.ports.leaseOf(id);
       let port: number;
       if (opts.restore && leased !== undefined) port = leased;
-      else port = await this.ports.allocate(id, opts.port);
+      else port = await this.ports.allocate(id, opts.port, { port: current.local_port, keep: this.stickyPortsBut(id) });
+      if (current.local_port !== port) await this.update(id, { local_port: port });
       if (existing) {
         this.tunnels.delete(id);
         await existing.stop();
@@ -326,9 +329,12 @@ export class Supervisor implements VaiApi {
         guard: this.guardOf(current),
         log: this.log().child('tunnel'),
       });
-      tunnel.on('state', (state: TunnelState) => {
+      tunnel.on('state', (state: TunnelState, prev: TunnelState) => {
         const s = tunnel.stats();
-        this.progress(id, state === 'up' ? `tunnel up at ${tunnel.url}` : `tunnel ${state}${s.last_error ? `: ${s.last_error}` : ''}`);
+        // While another program holds the port, the box says so too: nothing presents it as working.
+        if (state === 'port_conflict') void this.update(id, { status_message: s.last_error ?? `local port ${port} is taken by another program` }).catch(() => undefined);
+        else if (state === 'up' && prev === 'port_conflict') void this.update(id, { status_message: `tunnel up again at ${tunnel.url}` }).catch(() => undefined);
+        else this.progress(id, state === 'up' ? `tunnel up at ${tunnel.url}` : `tunnel ${state}${s.last_error ? `: ${s.last_error}` : ''}`);
         this.events.emit('change', id);
       });
       this.tunnels.set(id, tunnel);
@@ -338,7 +344,14 @@ export class Supervisor implements VaiApi {
     });
   }
 
-  /** Stops an instance's tunnel, forgets its record and gives its port back. */
+  /** The ports other boxes had last: a new tunnel does not take them while it has a choice. */
+  private stickyPortsBut(id: string): Set<number> {
+    const ports = new Set<number>();
+    for (const r of this.store.instances.values()) if (r.instance_id !== id && r.local_port !== undefined) ports.add(r.local_port);
+    return ports;
+  }
+
+  /** Stops an instance's tunnel, forgets its record and gives its port back (the box keeps it as its sticky port). */
   private closeTunnel(id: string): Promise<number | null> {
     return this.lock(id).run(async () => {
       const tunnel = this.tunnels.get(id);
@@ -482,14 +495,12 @@ export class Supervisor implements VaiApi {
     const stale = tunnel && (tunnel.ssh.host !== rec.ssh.host || tunnel.ssh.port !== rec.ssh.port);
     if (!tunnel || stale) tunnel = await this.ensureTunnel(rec, env, { restore: true });
     if (tunnel.state !== 'up') return false;
-    if (!this.provider(rec.provider).checksComfy) return true;
-    try {
-      await getSystemStats(`http://127.0.0.1:${tunnel.localPort}`, 5000);
-      return true;
-    } catch (err) {
-      await this.update(id, { status_message: `waiting for ComfyUI: ${toVaiError(err).message}` });
-      return false;
-    }
+    // `check_comfy: false`: the main port is not ComfyUI (an app of the user's own).
+    if (!this.provider(rec.provider).checksComfy || rec.config.instance_config.check_comfy === false) return true;
+    const comfy = await checkComfy(`http://127.0.0.1:${tunnel.localPort}`, 5000);
+    if (comfy.ok) return true;
+    await this.update(id, { status_message: `GET /api/system_stats: ${comfy.answer} from port ${rec.remote_port}; is ComfyUI running there?` });
+    return false;
   }
 
   /** A box that will not become ready: destroyed when it costs (or stands for) money, else marked failed. */
@@ -582,7 +593,10 @@ export class Supervisor implements VaiApi {
       } catch (err) {
         const e = toVaiError(err);
         await this.update(id, { status_message: `destroy failed: ${e.message}` });
-        throw failure(`Could not destroy ${id}: ${e.message}. Its tunnel was closed and its port released.`, `Retry with \`vai-mcp-cli destroy ${id}\`, and check your provider's console.`);
+        throw failure(`Could not destroy ${id}: ${e.message}. Its tunnel was closed and its port released.`, {
+          cli: `Retry with \`vai-mcp-cli destroy ${id}\`, and check your provider's console.`,
+          agent: `Call destroy_instance for ${id} again (confirm: true), and tell the user to check the provider's console.`,
+        });
       }
       const last = { ...this.view(rec), status: finalStatus === 'failed' ? ('failed' as const) : ('destroyed' as const), status_message: message, tunnel: null };
       this.outcomes.set(id, last);
@@ -645,15 +659,20 @@ export class Supervisor implements VaiApi {
   private async comfyUrl(id: string, timeoutMs: number): Promise<string> {
     const rec = this.record(id);
     if (rec.status !== 'ready') {
-      throw failure(`${id} is not ready (${rec.status}${rec.status_message ? `: ${rec.status_message}` : ''}).`, rec.status === 'stopped' ? `Start it: vai-mcp-cli start ${id}` : 'Wait until `vai-mcp-cli list` shows it ready.', 'not_ready');
+      throw failure(`${id} is not ready (${rec.status}${rec.status_message ? `: ${rec.status_message}` : ''}).`, rec.status === 'stopped'
+        ? { cli: `Start it: vai-mcp-cli start ${id}`, agent: `It is stopped; ask the user to start it (\`vai-mcp-cli start ${id}\`).` }
+        : { cli: 'Wait until `vai-mcp-cli list` shows it ready.', agent: `Wait until it is ready: list_instances with instance_ids ["${id}"] and wait_s.` }, 'not_ready');
     }
     const tunnel = this.tunnels.get(id);
-    if (!tunnel) throw failure(`${id} has no open tunnel.`, `Open it: vai-mcp-cli tunnel ${id}`, 'no_tunnel');
+    if (!tunnel) throw failure(`${id} has no open tunnel.`, { cli: `Open it: vai-mcp-cli tunnel ${id}`, agent: `Open it: open_tunnel with instance_id "${id}".` }, 'no_tunnel');
     try {
       await tunnel.waitFor(['up'], timeoutMs);
     } catch {
       const why = tunnel.stats().last_error;
-      throw failure(`The tunnel of ${id} is not up (${tunnel.state}${why ? `: ${why}` : ''}).`, `\`vai-mcp-cli tunnel --list\` shows it; \`vai-mcp-cli tunnel ${id}\` reopens it.`, 'tunnel_down');
+      throw failure(`The tunnel of ${id} is not up (${tunnel.state}${why ? `: ${why}` : ''}).`, {
+        cli: `\`vai-mcp-cli tunnel --list\` shows it; \`vai-mcp-cli tunnel ${id}\` reopens it.`,
+        agent: `list_tunnels shows it; open_tunnel with instance_id "${id}" reopens it.`,
+      }, 'tunnel_down');
     }
     return `http://127.0.0.1:${tunnel.localPort}`;
   }
@@ -745,7 +764,8 @@ export class Supervisor implements VaiApi {
         throw failure(`Creating ${count} more would make ${live + count} paid boxes, over the cap of ${ctx.settings.maxInstances} (VAI_MAX_INSTANCES).`, 'Destroy boxes you no longer need, or raise VAI_MAX_INSTANCES.', 'instance_cap');
       }
     }
-    const request = p.request_id ?? randomBytes(4).toString('hex');
+    if (p.label !== undefined && !/^[a-z0-9-]{1,32}$/.test(p.label)) throw badInput(`label "${p.label}" must be 1-32 lowercase letters, digits or dashes.`);
+    const request = p.label ? `${p.label}-${randomBytes(3).toString('hex')}` : (p.request_id ?? randomBytes(4).toString('hex'));
     // The whole request is planned (offers chosen under the price cap) before anything is rented.
     const plan = provider.plan ? await provider.plan(config, count, ctx) : undefined;
     const created: string[] = [];
@@ -780,7 +800,7 @@ export class Supervisor implements VaiApi {
     } catch (err) {
       const e = toVaiError(err);
       if (created.length === 0) throw e;
-      throw new VaiError(`${e.message} (${created.length} of ${count} boxes were created before this: ${created.join(', ')}; they keep coming up)`, { hint: e.hint, exitCode: 1, code: e.code });
+      throw new VaiError(`${e.message} (${created.length} of ${count} boxes were created before this: ${created.join(', ')}; they keep coming up)`, { hint: e.hint, agentHint: e.agentHint, exitCode: 1, code: e.code });
     } finally {
       if (p.request_id && created.length > 0) {
         await this.store.requests.set(p.request_id, { request_id: p.request_id, provider: config.provider, fingerprint, instance_ids: created, created_at: nowIso() });
@@ -801,10 +821,26 @@ export class Supervisor implements VaiApi {
     for (const id of ids) this.viewOf(id); // unknown ids are bad input
     const all = () => ids.map((id) => this.viewOf(id));
     const done = () => all().every((v) => isSettled(v.status));
-    if (done()) return all();
+    const relay = new ProgressRelay(o.onProgress, () => {
+      const waiting = all().filter((v) => !isSettled(v.status));
+      if (waiting.length === 0) return undefined;
+      const each = waiting.map((v) => `${v.instance_id} (${v.status}, ${elapsed(Date.now() - Date.parse(v.created_at))})`);
+      return { message: `still coming up: ${each.join(', ')}` };
+    });
+    // Where each box stands, settled or not, when the wait begins and when it ends: what happened
+    // between a create and its wait is not lost, and neither is a last line (say "ready at") whose
+    // event comes after the change that ended the wait (the record changes before it is stored).
+    const standing = () => {
+      for (const v of all()) if (v.status_message) relay.push({ instance_id: v.instance_id, message: v.status_message });
+    };
+    standing();
+    if (done()) {
+      relay.close();
+      return all();
+    }
     return new Promise((resolve) => {
       const onProgress = (prog: { instance_id: string; message: string }) => {
-        if (ids.includes(prog.instance_id)) o.onProgress?.(prog);
+        if (ids.includes(prog.instance_id)) relay.push(prog);
       };
       const onChange = (id: string) => {
         if (ids.includes(id) && done()) finish();
@@ -813,6 +849,8 @@ export class Supervisor implements VaiApi {
       const onAbort = () => finish();
       const finish = () => {
         if (timer) clearTimeout(timer);
+        standing();
+        relay.close();
         this.events.off('progress', onProgress);
         this.events.off('change', onChange);
         o.signal?.removeEventListener('abort', onAbort);
@@ -821,8 +859,6 @@ export class Supervisor implements VaiApi {
       this.events.on('progress', onProgress);
       this.events.on('change', onChange);
       o.signal?.addEventListener('abort', onAbort);
-      // Where each box stands now: what changed between its create and this wait is not lost.
-      for (const v of all()) if (!isSettled(v.status) && v.status_message) o.onProgress?.({ instance_id: v.instance_id, message: v.status_message });
     });
   }
 
@@ -871,7 +907,10 @@ export class Supervisor implements VaiApi {
     const env = o.env ?? requestEnvFrom();
     const rec = this.record(p.instance_id);
     if (!rec.ssh || rec.status === 'stopped' || rec.status === 'provisioning' || rec.status === 'loading') {
-      throw failure(`${rec.instance_id} is not running yet (status ${rec.status}), so it has no tunnel to open.`, 'Wait for it: `vai-mcp-cli list` shows its status.', 'not_running');
+      throw failure(`${rec.instance_id} is not running yet (status ${rec.status}), so it has no tunnel to open.`, {
+        cli: 'Wait for it: `vai-mcp-cli list` shows its status.',
+        agent: `Wait for it: list_instances with instance_ids ["${rec.instance_id}"] and wait_s.`,
+      }, 'not_running');
     }
     const tunnel = await this.ensureTunnel(rec, env, { port: p.port, resetHostKey: p.reset_host_key });
     const state = await tunnel.waitFor(['up', 'remote_down', 'failed', 'port_conflict', 'stopped'], OPEN_WAIT_MS).catch(() => tunnel.state);
@@ -882,7 +921,9 @@ export class Supervisor implements VaiApi {
       this.startWatch(rec.instance_id);
     }
     if (state === 'failed' || state === 'port_conflict') {
-      throw failure(`The tunnel of ${rec.instance_id} could not be opened: ${tunnel.stats().last_error}`, undefined, `tunnel_${state}`);
+      throw failure(`The tunnel of ${rec.instance_id} could not be opened: ${tunnel.stats().last_error}`, state === 'port_conflict'
+        ? { cli: `Free the port, or choose another: \`vai-mcp-cli tunnel ${rec.instance_id} --port P\`.`, agent: `Free the port, or call open_tunnel again with another local_port.` }
+        : undefined, `tunnel_${state}`);
     }
     return this.tunnelView(rec.instance_id)!;
   }
@@ -894,7 +935,7 @@ export class Supervisor implements VaiApi {
   async stopTunnel(p: { instance_id: string }): Promise<StopTunnelResult> {
     this.record(p.instance_id);
     if (!this.store.tunnels.has(p.instance_id)) {
-      throw badInput(`${p.instance_id} has no open tunnel.`, '`vai-mcp-cli tunnel --list` shows the open tunnels.', 'no_tunnel');
+      throw badInput(`${p.instance_id} has no open tunnel.`, { cli: '`vai-mcp-cli tunnel --list` shows the open tunnels.', agent: 'list_tunnels shows the open tunnels.' }, 'no_tunnel');
     }
     const port = await this.closeTunnel(p.instance_id);
     return { instance_id: p.instance_id, local_port: port ?? 0 };
@@ -944,6 +985,8 @@ export class Supervisor implements VaiApi {
   async sshKey(p: { key_path?: string }, o: CallOptions = {}): Promise<SshKeyReport> {
     const env = o.env ?? requestEnvFrom();
     const paths = p.key_path ? [path.resolve(env.cwd ?? process.cwd(), p.key_path)] : defaultKeyCandidates(env.HOME);
+    // A key file named on purpose that is not there is bad input, like a config naming one.
+    if (p.key_path && !existsSync(paths[0]!)) throw badInput(`Key file ${paths[0]} does not exist.`, 'Pass the path of a private key file, e.g. ~/.ssh/id_ed25519.', 'missing_key');
     const candidates = paths.map((kp) => {
       try {
         loadPrivateKey(kp, env.VAI_SSH_PASSPHRASE);
@@ -981,7 +1024,11 @@ export class Supervisor implements VaiApi {
     const rec = this.record(p.instance_id);
     const provider = this.provider(rec.provider);
     if (!provider.start) throw badInput(`${rec.provider} boxes cannot be started by vai-mcp.`, undefined, 'not_supported');
-    if (rec.status !== 'stopped') throw badInput(`${rec.instance_id} is not stopped (status ${rec.status}).`, 'Only a stopped box can be started.', 'not_stopped');
+    if (rec.status === 'failed') {
+      throw failure(`${rec.instance_id} failed${rec.status_message ? ` (${rec.status_message})` : ''}, so it cannot be started.`, `Destroy it: \`vai-mcp-cli destroy ${rec.instance_id}\`.`, 'failed_box');
+    }
+    // Already started (or coming up): done, like a stop of a stopped box.
+    if (rec.status !== 'stopped') return this.viewOf(rec.instance_id);
     const env = o.env ?? requestEnvFrom();
     await provider.start(rec, this.ctx(env));
     // Coming back is like coming up: the same readiness and the same failsafe deadline.
@@ -1018,7 +1065,10 @@ export class Supervisor implements VaiApi {
   }
 
   async listJobs(p: { instance_id?: string }): Promise<JobView[]> {
-    return this.jobs.list(p.instance_id);
+    const jobs = this.jobs.list(p.instance_id);
+    // A destroyed box's jobs are still listed; an id that never had a box or a job is bad input.
+    if (p.instance_id && jobs.length === 0) this.record(p.instance_id);
+    return jobs;
   }
 
   async listQueue(p: { instance_id: string }): Promise<QueueView> {
@@ -1031,9 +1081,9 @@ export class Supervisor implements VaiApi {
     return this.jobs.cancel(p);
   }
 
-  async extractOutputs(p: { instance_id: string; out_dir: string }, o: CallOptions = {}): Promise<ExtractResult> {
+  async extractOutputs(p: { instance_id: string; out_dir: string; force?: boolean }, o: CallOptions = {}): Promise<ExtractResult> {
     this.record(p.instance_id);
-    return this.jobs.extract(p.instance_id, p.out_dir, o);
+    return this.jobs.extract(p.instance_id, p.out_dir, o, !!p.force);
   }
 
   async oneshot(p: OneshotParams, o: CallOptions = {}): Promise<{ instance: InstanceView; job: JobView }> {

@@ -8,7 +8,8 @@
  *   channel to the remote port opened; `remote_down` when the box refuses the remote port (the
  *   SSH link is kept); `reconnecting` while the link is being re-made on the backoff schedule;
  *   `failed` for authentication, host-key and forwarding-refused errors (not retried, the user
- *   acts); `port_conflict` when another program holds the local port; `stopped` at the end.
+ *   acts); `port_conflict` while another program holds the local port (the bind is retried
+ *   until the port is free); `stopped` at the end.
  * - Every local connection goes through the guard (guard.ts) unless the box's config says
  *   `guard: "off"`: a request from a foreign page is answered 403 here and never reaches the box.
  * - Every socket and channel has an error handler: one broken connection never takes the
@@ -95,6 +96,9 @@ const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
 const OPEN_CONNECT_FAILED = 2;
 /** A link up this long ends an outage: the next one starts the reconnect schedule afresh. */
 const STABLE_LINK_MS = 10_000;
+/** A port another program holds is tried again after 0.5 s, 1 s, 2 s, then every 3 s. */
+const REBIND_FIRST_MS = 500;
+const REBIND_MAX_MS = 3_000;
 /** The log names a refused origin (or host) at most this often. */
 const REFUSAL_LOG_MS = 60_000;
 
@@ -180,6 +184,7 @@ export class Tunnel extends EventEmitter {
   private linkReady = false;
   private readonly schedule = new ReconnectSchedule();
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private rebindTimer: NodeJS.Timeout | undefined;
   /** Resets the backoff once a link has stayed up a while (a link that flaps keeps backing off). */
   private stableTimer: NodeJS.Timeout | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
@@ -255,8 +260,26 @@ export class Tunnel extends EventEmitter {
    */
   async start(): Promise<void> {
     const bound = await this.bind();
-    if (!bound) return;
+    if (!bound) return this.retryBind();
     this.connect();
+  }
+
+  /**
+   * While another program holds the port, tries the bind again on a short backoff (capped at
+   * REBIND_MAX_MS), so the tunnel is up on its own port within seconds of it being free.
+   */
+  private retryBind(delay = REBIND_FIRST_MS): void {
+    if (this._state !== 'port_conflict') return;
+    this.rebindTimer = setTimeout(() => {
+      this.rebindTimer = undefined;
+      if (this._state !== 'port_conflict') return;
+      void this.bind().then((bound) => {
+        if (!bound) return this.retryBind(Math.min(delay * 2, REBIND_MAX_MS));
+        this.log.info(`local port ${this.localPort} is free again`);
+        this.setState('connecting', null);
+        this.connect();
+      });
+    }, delay);
   }
 
   /** Resolves when the tunnel reaches one of `states`, or rejects after `timeoutMs`. */
@@ -310,7 +333,7 @@ export class Tunnel extends EventEmitter {
         this.closeServers();
         const msg =
           err.code === 'EADDRINUSE'
-            ? `Local port ${this.localPort} is taken by another program. Free it, or move this tunnel with \`vai-mcp-cli tunnel ${this.instanceId} --port P\`.`
+            ? `Local port ${this.localPort} is taken by another program; the tunnel takes it as soon as it is free (it keeps trying). To move it now: \`vai-mcp-cli tunnel ${this.instanceId} --port P\` (MCP: open_tunnel with local_port).`
             : `Cannot listen on ${host}:${this.localPort}: ${err.message}`;
         this.setState('port_conflict', msg);
         return false;
@@ -616,6 +639,7 @@ export class Tunnel extends EventEmitter {
     if (this._state === 'stopped') return;
     this.setState('stopped');
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    clearTimeout(this.rebindTimer);
     clearTimeout(this.stableTimer);
     this.clearProbeTimer();
     this.dropPending();

@@ -8,11 +8,43 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { SupervisorClient } from '../core/control.js';
 import { describeError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
+import { VERSION } from '../core/version.js';
 import { createServer } from './server.js';
 
 const log = createLogger('mcp');
 
+const HELP = `vai-mcp ${VERSION}: the MCP server of vai-mcp (stdio). An MCP client starts it; it rents ComfyUI
+boxes and gives each one its own http://localhost:<port> URL through a supervised SSH tunnel.
+
+Usage: vai-mcp             serve MCP on stdin/stdout (what an MCP client runs)
+       vai-mcp --help      this text
+       vai-mcp --version   the version
+
+Client config: {"mcpServers": {"vai-mcp": {"command": "npx", "args": ["-y", "vai-mcp"]}}}
+Environment: VAI_HOME (state, default ~/.vai), VAI_BASE_PORT (default 8188), VAST_API_KEY,
+VAST_URL, VAI_SSH_PASSPHRASE, SSH_AUTH_SOCK, VAI_MAX_INSTANCES, VAI_MAX_PRICE_PER_HOUR,
+VAI_ALLOWED_ORIGINS, VAI_ALLOWED_HOSTS.
+The same boxes from a terminal: vai-mcp-cli --help
+`;
+
+/** `--help` and `--version` answer and exit: they never start the server. */
+function answerFlags(args: string[]): void {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  if (args.includes('--version') || args.includes('-v')) {
+    process.stdout.write(`${VERSION}\n`);
+    process.exit(0);
+  }
+  if (args.length > 0) {
+    process.stderr.write(`vai-mcp: unknown argument ${args[0]}. It takes none: an MCP client starts it as is (vai-mcp --help).\n`);
+    process.exit(2);
+  }
+}
+
 async function main(): Promise<void> {
+  answerFlags(process.argv.slice(2));
   // The supervisor is started on the first tool call, not here: a host that only lists tools
   // should not start background processes.
   const client = new SupervisorClient({ onWarning: (w) => log.warn(w) });

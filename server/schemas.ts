@@ -54,7 +54,7 @@ export const JobSchema = z.object({
   prompt_id: z.string().nullable().describe("ComfyUI's id of the queued graph"),
   workflow_file: z.string(),
   output_dir: z.string(),
-  progress: z.string().nullable().describe('The latest progress line, e.g. "node 4 of 7 (KSampler) 35%"'),
+  progress: z.string().nullable().describe('The latest progress line, e.g. "node 5 of 7: KSampler (node 3) 35%"'),
   node_index: z.number().nullable(),
   node_count: z.number().nullable(),
   percent: z.number().nullable(),

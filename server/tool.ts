@@ -37,10 +37,11 @@ export function defineTool<In extends z.ZodObject, Out extends z.ZodObject>(def:
   return def as unknown as ToolDef;
 }
 
-/** A failure as the model should read it: what went wrong, then what to do next. */
+/** A failure as the model should read it: what went wrong, then what to do next, in tool words. */
 export function errorResult(err: unknown): CallToolResult {
   const e = toVaiError(err);
-  const text = e.hint ? `${e.message}\nNext step: ${e.hint}` : e.message;
+  const hint = e.agentHint ?? e.hint;
+  const text = hint ? `${e.message}\nNext step: ${hint}` : e.message;
   return { isError: true, content: [{ type: 'text', text }] };
 }
 
@@ -59,9 +60,11 @@ export function registerTools(server: McpServer, tools: ToolDef[], api: VaiApi, 
         const token = extra._meta?.progressToken;
         let step = 0;
         let finished = false;
+        let lastMessage: string | undefined;
         let sending: Promise<unknown> = Promise.resolve();
         const progress = (message: string) => {
-          if (token === undefined || finished) return;
+          if (token === undefined || finished || message === lastMessage) return;
+          lastMessage = message;
           step += 1;
           const params = { progressToken: token, progress: step, message };
           sending = sending.then(() => extra.sendNotification({ method: 'notifications/progress', params }).catch(() => undefined));

@@ -34,7 +34,7 @@ export class Vai {
   async createSshBox(t: SshTarget, extra: Record<string, unknown> = {}): Promise<TunnelView> {
     const file = this.sb.writeFile(`box-${++this.configs}.json`, {
       provider: 'ssh',
-      instance_config: { ssh_host: t.host, ssh_port: t.port, ssh_user: t.user, ssh_key_path: t.keyPath, remote_port: t.remotePort, ...extra },
+      instance_config: { ssh_host: t.host, ssh_port: t.port, ssh_user: t.user, ssh_key_path: t.keyPath, remote_port: t.remotePort, check_comfy: false, ...extra },
     });
     const r = await this.sb.cli(['create', file, '--json'], { timeoutMs: 120_000 });
     if (r.code !== 0) throw new Error(`vai-mcp-cli create exited ${r.code}: ${r.stderr}`);

@@ -58,11 +58,12 @@ export function registerDaemonCommands(cli: CAC): void {
     .example('vai-mcp-cli ssh-key')
     .action(async (opts: { key?: string; json?: boolean }) => {
       const r = await (await supervisor()).sshKey({ key_path: opts.key });
+      // No usable key is a failure, with or without --json (the code never depends on the format).
+      if (!r.used) process.exitCode = 1;
       if (opts.json) return printJson(r);
       printLine(r.used ? `Using: ${r.used}` : `No usable key: ${r.error}`);
       for (const c of r.candidates) printLine(`  ${c.loads ? 'ok     ' : c.exists ? 'broken ' : 'missing'}  ${c.path}${c.error && c.exists ? `  (${c.error})` : ''}`);
       printLine(`  agent    ${r.agent.socket ?? 'none (SSH_AUTH_SOCK is not set)'}`);
       printLine('The `local` provider needs none of these: it uses its own key in VAI_HOME.');
-      if (!r.used) process.exitCode = 1;
     });
 }

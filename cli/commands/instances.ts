@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { CAC } from 'cac';
 import type { InstanceView } from '../../core/api.js';
 import { loadConfigFile, parseConfig, type Config } from '../../core/config.js';
-import { badInput, failure } from '../../core/errors.js';
+import { badInput, failure, toVaiError } from '../../core/errors.js';
 import { supervisor } from '../client.js';
 import { instancesTable, note, printJson, printLine, ProgressLine } from '../format.js';
 import { canAsk, confirm } from '../prompt.js';
@@ -56,13 +56,40 @@ async function create(config: Config, count: number, opts: { wait: boolean; json
   return waitForReady(created.map((v) => v.instance_id), config.instance_config.ready_timeout_s + 15);
 }
 
+const DEMO_BOXES = 3;
+const DEMO_LABEL = 'demo';
+
+/**
+ * The demo's three boxes: those of an earlier demo that are still there (their tunnels reopened on
+ * their ports, a stopped one started), and new ones for the rest.
+ */
+async function demo(): Promise<InstanceView[]> {
+  const client = await supervisor();
+  const config = parseConfig({ provider: 'local' }, 'demo');
+  const earlier: InstanceView[] = [];
+  for (const v of await client.listInstances({})) {
+    if (earlier.length === DEMO_BOXES || v.provider !== 'local' || !v.label.startsWith(`vai-mcp:${DEMO_LABEL}-`) || v.status === 'failed') continue;
+    try {
+      if (v.status === 'stopped') await client.startInstance({ instance_id: v.instance_id });
+      else if (v.status === 'ready' && v.tunnel?.state !== 'up') await client.openTunnel({ instance_id: v.instance_id });
+      earlier.push(v);
+    } catch (err) {
+      note(`Not reusing ${v.instance_id}: ${toVaiError(err).message}`);
+    }
+  }
+  if (earlier.length) note(`Reused ${earlier.map((v) => v.instance_id).join(', ')} (still there from an earlier demo).`);
+  const missing = DEMO_BOXES - earlier.length;
+  const made = missing > 0 ? (await client.createInstances({ config, count: missing, label: DEMO_LABEL })).instances : [];
+  return waitForReady([...earlier, ...made].map((v) => v.instance_id), config.instance_config.ready_timeout_s + 15);
+}
+
 export function registerInstanceCommands(cli: CAC): void {
   cli
-    .command('demo', 'Create three simulated ComfyUI boxes (the built-in `local` provider: no account, no money) and print their URLs')
+    .command('demo', 'Three simulated ComfyUI boxes (the built-in `local` provider: no account, no money) and their URLs; run again, it reuses the demo\'s boxes that are still there')
     .option('--json', 'Print the instances as JSON')
     .example('vai-mcp-cli demo')
     .action(async (opts: { json?: boolean }) => {
-      const views = await create(parseConfig({ provider: 'local' }, 'demo'), 3, { wait: true, json: !!opts.json });
+      const views = await demo();
       reportCreated(views, !!opts.json, true);
       if (!opts.json) {
         printLine();

@@ -6,7 +6,7 @@ import { isJobDone } from '../../core/api.js';
 import { loadConfigFile, loadJobWorkflow } from '../../core/config.js';
 import { badInput, failure } from '../../core/errors.js';
 import { supervisor } from '../client.js';
-import { note, printJson, printLine, ProgressLine, table } from '../format.js';
+import { jobsTable, note, printJson, printLine, ProgressLine, table } from '../format.js';
 
 /** Each wait on the supervisor is short, so a lost connection is noticed; the job goes on. */
 const WAIT_SLICE_S = 30;
@@ -67,9 +67,11 @@ export function registerWorkflowCommands(cli: CAC): void {
       const workflow = loadJobWorkflow(path.resolve(file));
       const client = await supervisor();
       const job = await client.runWorkflow({ instance_id: String(id), workflow, wait_s: 0 });
-      note(`${job.job_id} queued on ${job.instance_id} (ComfyUI prompt ${job.prompt_id})`);
-      if (opts.wait === false) return opts.json ? printJson(job) : printLine(job.job_id);
-      reportJob(await followJob(job), !!opts.json);
+      if (opts.wait === false) {
+        note(`${job.job_id} queued on ${job.instance_id} (ComfyUI prompt ${job.prompt_id}); \`vai-mcp-cli job ${job.job_id}\` follows it`);
+        return opts.json ? printJson(job) : printLine(job.job_id);
+      }
+      reportJob(await followJob(job), !!opts.json); // its first progress line says where it was queued
     });
 
   cli
@@ -111,21 +113,44 @@ export function registerWorkflowCommands(cli: CAC): void {
     });
 
   cli
-    .command('extract <instance-id>', 'Download everything the box has produced (outputs and saved workflows), named <time>_<instance>_<file>')
+    .command('extract <instance-id>', 'Download what the box has produced (outputs and saved workflows) that this folder does not have from it yet, named <time>_<instance>_<file>')
     .option('--out <dir>', 'Folder to download into', { default: './outputs' })
+    .option('--force', 'Download everything again, also what was downloaded (or deleted) before')
     .option('--json', 'Print the result as JSON')
     .example('vai-mcp-cli extract local-1 --out ./from-box')
-    .action(async (id: string, opts: { out: string; json?: boolean }) => {
+    .action(async (id: string, opts: { out: string; force?: boolean; json?: boolean }) => {
       const client = await supervisor();
       const progress = new ProgressLine();
       try {
-        const r = await client.extractOutputs({ instance_id: String(id), out_dir: path.resolve(String(opts.out)) }, { onProgress: (p) => progress.update(p.message) });
+        const r = await client.extractOutputs({ instance_id: String(id), out_dir: path.resolve(String(opts.out)), force: !!opts.force }, { onProgress: (p) => progress.update(p.message) });
         progress.done();
         if (opts.json) return printJson(r);
         for (const f of r.files) printLine(f);
-        note(`${r.files.length} file(s) from ${r.instance_id} in ${r.out_dir}`);
+        const before = r.skipped ? `; ${r.skipped} downloaded here before were left out (--force fetches them again)` : '';
+        note(`${r.files.length} file(s) from ${r.instance_id} in ${r.out_dir}${before}`);
       } finally {
         progress.done();
       }
+    });
+
+  cli
+    .command('job <job-id>', 'Follow a job to its end: progress, then its output files (e.g. after `exec --no-wait`, or from another terminal)')
+    .option('--json', 'Print the finished job as JSON')
+    .example('vai-mcp-cli job job-3')
+    .action(async (jobId: string, opts: { json?: boolean }) => {
+      const view = await (await supervisor()).getJob({ job_id: String(jobId) });
+      reportJob(isJobDone(view.status) ? view : await followJob(view), !!opts.json);
+    });
+
+  cli
+    .command('jobs', 'List the jobs run here: box, status, progress or outcome, outputs')
+    .option('--instance <instance-id>', 'Only the jobs of this box')
+    .option('--json', 'Print the jobs as JSON')
+    .example('vai-mcp-cli jobs --instance local-1')
+    .action(async (opts: { instance?: string; json?: boolean }) => {
+      const jobs = await (await supervisor()).listJobs({ instance_id: opts.instance === undefined ? undefined : String(opts.instance) });
+      if (opts.json) return printJson(jobs);
+      if (jobs.length === 0) return printLine(opts.instance ? `No jobs on ${opts.instance}.` : 'No jobs. Run one with `vai-mcp-cli exec <instance-id> <job.json>`.');
+      printLine(jobsTable(jobs));
     });
 }

@@ -20,32 +20,37 @@ export interface SystemStats {
   devices?: { name: string }[];
 }
 
-/** A GET without connection pooling (a health check must not leave a socket open in the tunnel). */
-export function httpGetJson<T>(url: string, timeoutMs = 5000): Promise<{ status: number; body: T }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+/**
+ * ComfyUI's health check through a tunnel's URL: ok when `GET /api/system_stats` answers 200 with
+ * JSON in time, else what answered instead ("404 (Not Found)", "200 with a body that is not
+ * JSON (<html>...)", "no answer within 5000 ms"), quoting at most 200 characters of the body.
+ */
+export function checkComfy(baseUrl: string, timeoutMs = 5000): Promise<{ ok: true } | { ok: false; answer: string }> {
+  return new Promise((resolve) => {
+    // No connection pooling: a health check must not leave a socket open in the tunnel.
+    const req = http.get(new URL('/api/system_stats', baseUrl), { agent: false, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        if (size < 64 * 1024) chunks.push(c);
+        size += c.length;
+      });
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
+        const quoted = text.trim() ? ` (${clip(text, 200)})` : '';
+        if (res.statusCode !== 200) return resolve({ ok: false, answer: `${res.statusCode}${quoted}` });
         try {
-          resolve({ status: res.statusCode ?? 0, body: (text ? JSON.parse(text) : undefined) as T });
+          JSON.parse(text);
+          resolve({ ok: true });
         } catch {
-          reject(new Error(`GET ${url} answered ${res.statusCode} with a body that is not JSON`));
+          resolve({ ok: false, answer: `200 with a body that is not JSON${quoted}` });
         }
       });
-      res.on('error', reject);
+      res.on('error', (err) => resolve({ ok: false, answer: `an answer cut short (${err.message})` }));
     });
-    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out after ${timeoutMs} ms`)));
-    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', (err) => resolve({ ok: false, answer: /^no answer/.test(err.message) ? err.message : `no answer (${err.message})` }));
   });
-}
-
-/** ComfyUI's health check through a tunnel's URL; throws when it does not answer 200 in time. */
-export async function getSystemStats(baseUrl: string, timeoutMs = 5000): Promise<SystemStats> {
-  const { status, body } = await httpGetJson<SystemStats>(new URL('/api/system_stats', baseUrl).toString(), timeoutMs);
-  if (status !== 200) throw new Error(`ComfyUI answered ${status} to GET /api/system_stats`);
-  return body;
 }
 
 /** A live `/ws` subscription. */
@@ -69,7 +74,7 @@ const BIG_ANSWER_TIMEOUT_MS = 45_000;
 /** Uploads (multipart, one request) get this long in all. */
 const DEFAULT_TRANSFER_TIMEOUT_MS = 10 * 60_000;
 /** Long ComfyUI messages (a "Value not in list" lists every model on the box) are cut here. */
-const MAX_DETAIL = 300;
+const MAX_DETAIL = 200;
 
 function clip(s: string, max = MAX_DETAIL): string {
   const t = s.trim().replace(/\s+/g, ' ');
@@ -185,7 +190,7 @@ export class ComfyClient {
         const cause = networkCause(err);
         if (method === 'GET' && attempt === 1 && cause !== 'timed out') continue;
         throw failure(`ComfyUI at ${this.baseUrl} did not answer ${what}: ${cause === 'timed out' ? `no answer within ${Math.round(timeoutMs / 1000)} s` : cause}.`,
-          'Check that the box is ready and its tunnel is up (`vai-mcp-cli tunnel --list`), then try again.', 'comfy_unreachable');
+          { cli: 'Check that the box is ready and its tunnel is up (`vai-mcp-cli tunnel --list`), then try again.', agent: 'Check with list_tunnels that its tunnel is up, then try again.' }, 'comfy_unreachable');
       }
     }
   }

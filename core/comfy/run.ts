@@ -7,7 +7,7 @@ import path from 'node:path';
 import { failure, toVaiError, VaiError } from '../errors.js';
 import type { ComfyClient } from './client.js';
 import { outputName, reserveOutputPath } from './outputs.js';
-import type { ApiGraph, ComfyEvent, ComfyFileRef, HistoryEntry } from './types.js';
+import type { ApiGraph, ComfyEvent, ComfyFileRef, HistoryEntry, NodeMap } from './types.js';
 import { applyUploads, loadWorkflowFile, prepareWorkflow } from './workflow.js';
 
 export interface JobProgress {
@@ -24,8 +24,10 @@ export interface SubmitResult {
   prompt_id: string;
   number: number;
   node_count: number;
-  /** The graph as queued (uploaded names filled in): its titles name nodes in progress lines. */
+  /** The graph as queued (uploaded names filled in). */
   graph: ApiGraph;
+  /** What progress lines need of the graph: each node's name and the nodes it takes input from. */
+  nodes: NodeMap;
   /** Output nodes ComfyUI accepted the prompt without (it runs the others); absent when none. */
   node_errors?: Record<string, unknown>;
 }
@@ -59,7 +61,17 @@ export async function submitWorkflow(
     message: `queued as ${queued.prompt_id}${skipped.length ? ` (ComfyUI skips the invalid node(s) ${skipped.join(', ')})` : ''}`,
     node_count: prepared.node_count,
   });
-  return { prompt_id: queued.prompt_id, number: queued.number, node_count: prepared.node_count, graph, ...(queued.node_errors ? { node_errors: queued.node_errors } : {}) };
+  return { prompt_id: queued.prompt_id, number: queued.number, node_count: prepared.node_count, graph, nodes: nodeMap(graph), ...(queued.node_errors ? { node_errors: queued.node_errors } : {}) };
+}
+
+/** What progress lines need of a graph (see NodeMap). */
+export function nodeMap(graph: ApiGraph): NodeMap {
+  const map: NodeMap = {};
+  for (const [id, n] of Object.entries(graph)) {
+    const from = Object.values(n.inputs ?? {}).filter((v): v is [string, number] => Array.isArray(v) && v.length === 2 && typeof v[0] === 'string').map((v) => v[0]);
+    map[id] = { name: n._meta?.title || n.class_type, from: [...new Set(from)] };
+  }
+  return map;
 }
 
 // ------------------------------------------------------------------ following
@@ -129,10 +141,10 @@ export function outcome(entry: HistoryEntry): FollowResult {
   return { status: 'succeeded', outputs: outputFiles(entry) };
 }
 
-/** Turns /ws events and queue reads into progress lines ("node 3 of 7: KSampler 45%"). */
+/** Turns /ws events and queue reads into progress lines ("node 5 of 7: KSampler (node 3) 45%"). */
 class ProgressTracker {
   private executed = new Set<string>();
-  private cached = 0;
+  private cached = new Set<string>();
   private node?: string;
   private percent?: number;
   private running = false;
@@ -145,19 +157,32 @@ class ProgressTracker {
   constructor(
     private readonly promptId: string,
     private readonly nodeCount: number | undefined,
-    private readonly graph: ApiGraph | undefined,
+    private readonly nodes: NodeMap | undefined,
     private readonly emit: (p: JobProgress) => void,
   ) {}
 
   private label(id: string): string {
-    const n = this.graph?.[id];
-    const name = n?._meta?.title || n?.class_type;
+    const name = this.nodes?.[id]?.name;
     return name ? `${name} (node ${id})` : `node ${id}`;
   }
 
   private total(): number | undefined {
     if (this.nodeCount === undefined) return undefined;
-    return Math.max(this.nodeCount - this.cached, this.executed.size);
+    return Math.max(this.nodeCount - this.cached.size, this.executed.size);
+  }
+
+  /**
+   * A node runs only after every node it takes input from: those count as done too, so a
+   * follower that joined late (the first nodes ran before its websocket was open) still counts right.
+   */
+  private ran(id: string): void {
+    const todo = [id];
+    while (todo.length) {
+      const n = todo.pop()!;
+      if (this.executed.has(n) || this.cached.has(n)) continue;
+      this.executed.add(n);
+      todo.push(...(this.nodes?.[n]?.from ?? []));
+    }
   }
 
   private emitRunning(): void {
@@ -188,7 +213,7 @@ class ProgressTracker {
         return false;
       case 'execution_cached':
         this.running = true;
-        this.cached = Array.isArray(e.data.nodes) ? e.data.nodes.length : 0;
+        this.cached = new Set(Array.isArray(e.data.nodes) ? e.data.nodes.map(String) : []);
         return false;
       case 'executing':
         if (e.data.node == null) {
@@ -198,7 +223,7 @@ class ProgressTracker {
         this.running = true;
         if (this.node !== e.data.node) {
           this.node = e.data.node;
-          this.executed.add(e.data.node);
+          this.ran(e.data.node);
           this.percent = undefined;
           this.emitRunning();
         }
@@ -207,7 +232,7 @@ class ProgressTracker {
         this.running = true;
         if (e.data.node && e.data.node !== this.node) {
           this.node = e.data.node;
-          this.executed.add(e.data.node);
+          this.ran(e.data.node);
         }
         const pct = e.data.max > 0 ? Math.min(100, Math.round((e.data.value / e.data.max) * 100)) : undefined;
         if (pct !== this.percent) {
@@ -272,13 +297,13 @@ function sleep(ms: number, signal: AbortSignal | undefined, wakeUp: { wake?: () 
 export async function followJob(
   client: ComfyClient,
   promptId: string,
-  opts: { clientId: string; nodeCount?: number; graph?: ApiGraph; signal?: AbortSignal; onProgress?: (p: JobProgress) => void; pollMs?: number },
+  opts: { clientId: string; nodeCount?: number; nodes?: NodeMap; signal?: AbortSignal; onProgress?: (p: JobProgress) => void; pollMs?: number },
 ): Promise<FollowResult> {
   const { signal } = opts;
   signal?.throwIfAborted();
   const pollMs = opts.pollMs ?? 1000;
   const waker: { wake?: () => void } = {};
-  const tracker = new ProgressTracker(promptId, opts.nodeCount, opts.graph, (p) => opts.onProgress?.(p));
+  const tracker = new ProgressTracker(promptId, opts.nodeCount, opts.nodes, (p) => opts.onProgress?.(p));
   let wsUp = false;
   const watch = client.watch(opts.clientId, (e) => {
     if (tracker.onEvent(e)) waker.wake?.();

@@ -15,6 +15,9 @@ export interface ApiNode {
 /** An API-format graph: node id -> node. */
 export type ApiGraph = Record<string, ApiNode>;
 
+/** Per node id of a queued graph: its name in progress lines (title, else class type) and the nodes it takes input from. */
+export type NodeMap = Record<string, { name: string; from: string[] }>;
+
 /** `[type or list of choices, options]`, as `/object_info` describes one input. */
 export type InputSpec = [string | unknown[], Record<string, unknown>?];
 

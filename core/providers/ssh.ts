@@ -10,7 +10,8 @@ import type { BoxStatus, CreatedBox, Provider, ProviderContext } from './provide
 
 export class SshProvider implements Provider {
   readonly name = 'ssh' as const;
-  readonly checksComfy = false;
+  /** Ready means ComfyUI answers, as for every provider (`check_comfy: false` opts a box out). */
+  readonly checksComfy = true;
   readonly failsafeDestroy = false;
   readonly countsTowardCap = false;
   readonly pollIntervalMs = 1000;

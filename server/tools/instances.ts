@@ -1,9 +1,9 @@
 /** Tools for boxes: create_instance, list_instances, destroy_instance. */
-import path from 'node:path';
 import { z } from 'zod';
 import type { InstanceView, Progress } from '../../core/api.js';
 import { loadConfigFile, parseConfig, PROVIDERS, resolveConfigPaths, type Config } from '../../core/config.js';
 import { badInput } from '../../core/errors.js';
+import { argPath } from '../paths.js';
 import { InstancesOutput } from '../schemas.js';
 import { defineTool, type ToolContext } from '../tool.js';
 
@@ -39,7 +39,7 @@ export function summarize(views: InstanceView[]): string {
 function configFrom(args: { config?: Record<string, unknown>; config_path?: string; provider?: string }, cwd: string): Config {
   if (args.config && args.config_path) throw badInput('Give either config or config_path, not both.');
   if (args.config_path) {
-    const cfg = loadConfigFile(path.resolve(cwd, args.config_path));
+    const cfg = loadConfigFile(argPath(cwd, args.config_path, 'config_path'));
     return args.provider ? { ...cfg, provider: args.provider as Config['provider'] } : cfg;
   }
   const raw = { ...(args.config ?? {}), ...(args.provider ? { provider: args.provider } : {}) };

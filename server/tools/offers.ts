@@ -1,8 +1,8 @@
 /** search_offers: what a Vast.ai config would rent, before renting anything. */
-import path from 'node:path';
 import { z } from 'zod';
 import { loadConfigFile, parseConfig, resolveConfigPaths } from '../../core/config.js';
 import { badInput } from '../../core/errors.js';
+import { argPath } from '../paths.js';
 import { defineTool } from '../tool.js';
 
 const OfferSchema = z.object({
@@ -34,7 +34,7 @@ export const offerTools = [
     annotations: { readOnlyHint: true, openWorldHint: true },
     async handle(args, ctx) {
       if (!args.config === !args.config_path) throw badInput('Give exactly one of config or config_path.', 'For example: {"config": {"provider": "vast", "instance_config": {"gpu_name": "RTX 4090"}}}.');
-      const config = args.config_path ? loadConfigFile(path.resolve(ctx.cwd, args.config_path)) : resolveConfigPaths(parseConfig(args.config, 'config'), ctx.cwd);
+      const config = args.config_path ? loadConfigFile(argPath(ctx.cwd, args.config_path, 'config_path')) : resolveConfigPaths(parseConfig(args.config, 'config'), ctx.cwd);
       return ctx.api.searchOffers({ config, limit: args.limit });
     },
   }),

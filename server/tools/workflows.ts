@@ -7,6 +7,7 @@ import type { JobView, WorkflowSpec } from '../../core/api.js';
 import { isJobDone } from '../../core/api.js';
 import { loadJobWorkflow, resolveParameterPaths } from '../../core/config.js';
 import { badInput } from '../../core/errors.js';
+import { argPath } from '../paths.js';
 import { JobSchema } from '../schemas.js';
 import { defineTool, type ToolContext } from '../tool.js';
 
@@ -32,11 +33,12 @@ function workflowFrom(args: { config_path?: string; workflow_file?: string; para
     throw badInput('Give config_path (a job config with a "workflow" section) or workflow_file (a ComfyUI workflow JSON).', 'Absolute paths are best.');
   }
   const abs = (p: string) => path.resolve(cwd, p);
+  const workflowFile = args.workflow_file === undefined ? undefined : argPath(cwd, args.workflow_file, 'workflow_file');
   const base: WorkflowSpec = args.config_path
-    ? loadJobWorkflow(abs(args.config_path))
-    : { file: abs(args.workflow_file!), parameters: {}, output_dir: abs('outputs') };
+    ? loadJobWorkflow(argPath(cwd, args.config_path, 'config_path'))
+    : { file: workflowFile!, parameters: {}, output_dir: abs('outputs') };
   return {
-    file: args.config_path && args.workflow_file ? abs(args.workflow_file) : base.file,
+    file: workflowFile ?? base.file,
     parameters: { ...base.parameters, ...resolveParameterPaths(args.parameters ?? {}, abs) },
     output_dir: args.output_dir ? abs(args.output_dir) : base.output_dir,
   };

@@ -160,6 +160,66 @@ describe('vai-mcp-cli with the local simulator', () => {
     }
   });
 
+  it('a port another program took heals by itself: shown as taken meanwhile, up on the same port within 5 s of it being free', async () => {
+    const [made] = await sb.json<InstanceJson[]>(['create', '--json', sb.writeFile('heal.json', { provider: 'local' })]);
+    const port = made!.tunnel!.local_port;
+    expect((await sb.cli(['daemon', 'stop'])).code).toBe(0);
+    const squatter = net.createServer((s) => s.end());
+    await new Promise<void>((r) => squatter.listen(port, '127.0.0.1', () => r()));
+    let freed = false;
+    try {
+      let t: TunnelJson | undefined;
+      await waitUntil('port_conflict after the restart', async () => {
+        t = (await sb.json<TunnelJson[]>(['tunnel', '--list', '--json']))[0];
+        return t?.state === 'port_conflict';
+      }, 10_000, 200);
+      expect(t!.url).toBe(`http://localhost:${port}`);
+      expect(t!.last_error).toContain(`${port} is taken by another program`);
+      expect(t!.last_error).toContain('keeps trying');
+      const table = await sb.cli(['tunnel', '--list']);
+      expect(table.stdout).toContain(`http://localhost:${port} (taken by another program)`);
+      const box = (await sb.json<(InstanceJson & { status_message: string })[]>(['list', '--json']))[0]!;
+      expect(box.status_message).toContain(`${port} is taken by another program`);
+      // The other program ends; nobody reopens anything.
+      await new Promise<void>((r) => squatter.close(() => r()));
+      freed = true;
+      const t0 = Date.now();
+      await waitUntil('up again on its own port', async () => (await sb.json<TunnelJson[]>(['tunnel', '--list', '--json']))[0]?.state === 'up', 8000, 100);
+      const healMs = Date.now() - t0;
+      console.log(`port_conflict healed ${healMs} ms after the port was free`);
+      expect(healMs).toBeLessThan(5000);
+      const back = (await sb.json<TunnelJson[]>(['tunnel', '--list', '--json']))[0]!;
+      expect(back.local_port).toBe(port);
+      expect(instanceIdOfPage((await httpGet(port)).body)).toBe(made!.instance_id);
+      expect((await sb.cli(['tunnel', '--list'])).stdout).not.toContain('taken by another program');
+    } finally {
+      if (!freed) squatter.close();
+    }
+  });
+
+  it('a box keeps its port: after tunnel --stop (also across a supervisor restart) it gets it back, a new box takes another; --port still wins', async () => {
+    const made = await sb.json<InstanceJson[]>(['create', '--count', '3', '--json', sb.writeFile('sticky.json', { provider: 'local' })]);
+    const ports = Object.fromEntries(made.map((m) => [m.instance_id, m.tunnel!.local_port]));
+    expect(Object.values(ports)).toEqual([sb.basePort, sb.basePort + 1, sb.basePort + 2]);
+    // The README's example: local-3 stops and returns on its port.
+    await sb.json(['tunnel', '--stop', 'local-3', '--json']);
+    // A box made meanwhile does not take local-3's port, though it is the lowest free one.
+    const [fourth] = await sb.json<InstanceJson[]>(['create', '--json', sb.writeFile('sticky-4.json', { provider: 'local' })]);
+    expect(fourth!.tunnel!.local_port).toBe(sb.basePort + 3);
+    expect((await sb.json<TunnelJson>(['tunnel', 'local-3', '--json'])).local_port).toBe(ports['local-3']);
+    // Across a restart too.
+    await sb.json(['tunnel', '--stop', 'local-2', '--json']);
+    expect((await sb.cli(['daemon', 'stop'])).code).toBe(0);
+    const back = await sb.json<TunnelJson>(['tunnel', 'local-2', '--json']);
+    expect(back.local_port).toBe(ports['local-2']);
+    expect(instanceIdOfPage((await httpGet(back.local_port)).body)).toBe('local-2');
+    // An explicit port wins, and is the one kept from then on.
+    const far = sb.basePort + 30;
+    expect((await sb.json<TunnelJson>(['tunnel', 'local-1', '--port', String(far), '--json'])).local_port).toBe(far);
+    await sb.json(['tunnel', '--stop', 'local-1', '--json']);
+    expect((await sb.json<TunnelJson>(['tunnel', 'local-1', '--json'])).local_port).toBe(far);
+  });
+
   it('daemon stop is a pause: the next command brings every box and tunnel back on its port', async () => {
     await sb.json(['create', '--count', '2', '--json', sb.writeFile('pause.json', { provider: 'local' })]);
     const before = await sb.json<TunnelJson[]>(['tunnel', '--list', '--json']);
@@ -201,7 +261,7 @@ describe('vai-mcp-cli with the local simulator', () => {
     for (const flag of ['--single-threaded-gc', '--expose-gc', '--max-semi-space-size=1']) expect(cmdline).toContain(flag);
   });
 
-  it('stop closes the tunnel and frees the port; start brings the box back ready; logs tells the story', async () => {
+  it('stop closes the tunnel and frees the port; start brings the box back ready; logs tells the story; both are idempotent', async () => {
     const [made] = await sb.json<InstanceJson[]>(['create', '--json', sb.writeFile('life.json', { provider: 'local' })]);
     const port = made!.tunnel!.local_port;
     const stop = await sb.json<InstanceJson>(['stop', made!.instance_id, '--json']);
@@ -215,9 +275,15 @@ describe('vai-mcp-cli with the local simulator', () => {
     expect(instanceIdOfPage((await httpGet(back!.tunnel!.local_port)).body)).toBe(made!.instance_id);
     const logs = await sb.cli(['logs', made!.instance_id]);
     expect(logs.stdout).toMatch(/created[\s\S]*booted[\s\S]*stopped[\s\S]*started[\s\S]*booted/);
-    const notStopped = await sb.cli(['start', made!.instance_id]);
-    expect(notStopped.code).toBe(2);
-    expect(notStopped.stderr).toMatch(/is not stopped/);
+    // Both are idempotent: starting a started box and stopping a stopped one are done at once.
+    const again = await sb.cli(['start', made!.instance_id]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain(`${made!.instance_id} was already started (ready).`);
+    expect(again.stdout).toMatch(new RegExp(`^${made!.instance_id}\\s+http://localhost:\\d+$`, 'm'));
+    expect((await sb.json<InstanceJson>(['stop', made!.instance_id, '--json'])).status).toBe('stopped');
+    const twice = await sb.cli(['stop', made!.instance_id]);
+    expect(twice.code, twice.stderr).toBe(0);
+    expect(twice.stderr).toContain(`${made!.instance_id} was already stopped.`);
   });
 
   it('an unreadable state file is moved aside with a clear message, and work goes on', async () => {

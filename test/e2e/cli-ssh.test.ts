@@ -4,6 +4,8 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSandbox, waitUntil, type Sandbox } from '../helpers/cli.js';
@@ -33,7 +35,7 @@ describe('the ssh provider through the CLI, against a real sshd', () => {
   let origin: Origin;
 
   const config = (name: string, ic: Record<string, unknown>) =>
-    sb.writeFile(name, { provider: 'ssh', instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, ssh_key_path: sshd.userKeyPath, remote_port: origin.port, ...ic } });
+    sb.writeFile(name, { provider: 'ssh', instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, ssh_key_path: sshd.userKeyPath, remote_port: origin.port, check_comfy: false, ...ic } });
 
   beforeAll(async () => {
     sb = makeSandbox();
@@ -61,6 +63,41 @@ describe('the ssh provider through the CLI, against a real sshd', () => {
     expect(d.code, d.stderr).toBe(0);
     expect(await sb.json<InstanceJson[]>(['list', '--json'])).toEqual([]);
     expect(sshd.pid).toBeGreaterThan(0);
+  });
+
+  it('ready means ComfyUI answers: a port that is not ComfyUI stays running with what answered, then fails at ready_timeout_s', async () => {
+    // Not ComfyUI: a web app whose 404 page is a long HTML page.
+    const page = `<!doctype html><html><body>${'<p>not here</p>'.repeat(400)}</body></html>`;
+    const notComfy = http.createServer((_req, res) => res.writeHead(404, { 'content-type': 'text/html' }).end(page));
+    const comfyLike = http.createServer((req, res) =>
+      req.url === '/api/system_stats' ? res.writeHead(200, { 'content-type': 'application/json' }).end('{"system": {}}') : res.writeHead(404).end());
+    const listen = (s: http.Server) => new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as AddressInfo).port)));
+    const [wrongPort, comfyPort] = [await listen(notComfy), await listen(comfyLike)];
+    try {
+      const made = await sb.json<InstanceJson[]>(['create', config('wrong.json', { remote_port: wrongPort, check_comfy: true, ready_timeout_s: 6 }), '--no-wait', '--json']);
+      const id = made[0]!.instance_id;
+      let inst: (InstanceJson & { status_message: string | null }) | undefined;
+      await waitUntil('the box says what answered', async () => {
+        inst = (await sb.json<(InstanceJson & { status_message: string | null })[]>(['list', '--json'])).find((i) => i.instance_id === id);
+        return /system_stats/.test(inst?.status_message ?? '');
+      }, 10_000, 200);
+      expect(inst!.status).toBe('running');
+      expect(inst!.tunnel!.state).toBe('up');
+      const msg = inst!.status_message!;
+      expect(msg).toMatch(new RegExp(`^GET /api/system_stats: 404 \\(.*\\) from port ${wrongPort}; is ComfyUI running there\\?$`));
+      expect(msg.length).toBeLessThan(320); // the page's first 200 characters at most
+      // ready_timeout_s ends the wait: failed, never destroyed (the machine is not ours).
+      await waitUntil('failed at its deadline', async () => (await sb.json<InstanceJson[]>(['list', '--json'])).find((i) => i.instance_id === id)?.status === 'failed', 15_000, 250);
+      const failed = (await sb.json<(InstanceJson & { status_message: string | null })[]>(['list', '--json'])).find((i) => i.instance_id === id)!;
+      expect(failed.status_message).toMatch(/ready_timeout_s = 6 s.*is ComfyUI running there\?/);
+      // A ComfyUI on the port: ready, with the check on.
+      const ok = await sb.cli(['create', config('comfy.json', { remote_port: comfyPort, check_comfy: true })]);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stdout).toMatch(/^ssh-\d+\s+http:\/\/localhost:\d+$/m);
+    } finally {
+      notComfy.close();
+      comfyLike.close();
+    }
   });
 
   it('shows remote_down while nothing listens on the remote port, and up once the app starts', async () => {
@@ -139,7 +176,7 @@ describe('the ssh provider through the CLI, against a real sshd', () => {
       await waitUntil('ssh-agent socket', () => existsSync(sock), 5000);
       execFileSync('ssh-add', ['-q', agentKey], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
       // No ssh_key_path, and the sandbox HOME has no ~/.ssh keys: only the agent can do it.
-      const cfg = sb.writeFile('agent.json', { provider: 'ssh', instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, remote_port: origin.port } });
+      const cfg = sb.writeFile('agent.json', { provider: 'ssh', instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, remote_port: origin.port, check_comfy: false } });
       const keyReport = await sb.json<{ used: string }>(['ssh-key', '--json'], { env: { SSH_AUTH_SOCK: sock } });
       expect(keyReport.used).toBe(`ssh agent at ${sock}`);
       const r = await sb.cli(['create', cfg, '--json'], { env: { SSH_AUTH_SOCK: sock } });

@@ -151,7 +151,7 @@ describe('fault drills: the ssh provider through the CLI, against a real sshd', 
   const boxConfig = () =>
     sb.writeFile(`box-${++boxes}.json`, {
       provider: 'ssh',
-      instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, ssh_key_path: sshd.userKeyPath, remote_port: origin.port },
+      instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, ssh_key_path: sshd.userKeyPath, remote_port: origin.port, check_comfy: false },
     });
 
   /** Registers the sshd as an ssh box (`create --json`) and returns its tunnel, up. */
@@ -427,7 +427,7 @@ describe.skipIf(!mounts.ok)('fault drills: a read-only or full VAI_HOME', () => 
     const localCfg = s.writeFile('local.json', { provider: 'local' });
     const sshCfg = s.writeFile('ssh.json', {
       provider: 'ssh',
-      instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, ssh_key_path: sshd.userKeyPath, remote_port: origin.port },
+      instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, ssh_key_path: sshd.userKeyPath, remote_port: origin.port, check_comfy: false },
     });
     const [first] = await s.json<InstanceJson[]>(['create', localCfg, '--json']);
     expect(first!.status).toBe('ready');

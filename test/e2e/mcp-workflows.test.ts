@@ -62,7 +62,8 @@ describe('workflow tools over stdio', () => {
     const png = readPngInfo(readFileSync(job.outputs[0]!));
     expect([png.width, png.height]).toEqual([128, 96]);
     expect(JSON.parse(png.text.prompt!)['6'].inputs.text).toBe('a lighthouse at night');
-    expect(progress.some((m) => /node \d+ of \d+/.test(m))).toBe(true);
+    expect(progress.some((m) => /node \d+ of \d+: KSampler \(node 3\) \d+%/.test(m)), progress.join('\n')).toBe(true);
+    for (let k = 1; k < progress.length; k++) expect(progress[k], `notification ${k}`).not.toBe(progress[k - 1]);
 
     const again = await call('get_job', { job_id: job.job_id });
     expect(jobOf(again)).toMatchObject({ job_id: job.job_id, status: 'succeeded', outputs: job.outputs });

@@ -68,7 +68,7 @@ describe('security', () => {
   const cleanups: (() => Promise<unknown>)[] = [];
 
   const sshConfig = (name: string, ic: Record<string, unknown> = {}, host: SshdHandle = sshd) =>
-    sb.writeFile(name, { provider: 'ssh', instance_config: { ssh_host: host.host, ssh_port: host.port, ssh_user: host.user, ssh_key_path: host.userKeyPath, remote_port: origin.port, ...ic } });
+    sb.writeFile(name, { provider: 'ssh', instance_config: { ssh_host: host.host, ssh_port: host.port, ssh_user: host.user, ssh_key_path: host.userKeyPath, remote_port: origin.port, check_comfy: false, ...ic } });
 
   beforeAll(async () => {
     sb = makeSandbox();
@@ -185,7 +185,7 @@ describe('security', () => {
       return r;
     };
     const encrypted = sshd.addUserKey({ passphrase: PASSPHRASE });
-    const sshCfg = s.writeFile('enc.json', { provider: 'ssh', instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, ssh_key_path: encrypted, remote_port: origin.port, env: { HF_TOKEN: ENV_SECRET } } });
+    const sshCfg = s.writeFile('enc.json', { provider: 'ssh', instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, ssh_key_path: encrypted, remote_port: origin.port, check_comfy: false, env: { HF_TOKEN: ENV_SECRET } } });
 
     // The ssh provider with an encrypted key: the passphrase travels with the request.
     const made = await cli(['create', sshCfg, '--json']);

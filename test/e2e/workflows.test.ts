@@ -122,7 +122,7 @@ describe('ComfyUI workflows on local boxes (CLI)', () => {
     const r = await sb.cli(['extract', id, '--out', outDir('extract'), '--json']);
     expect(r.code, r.stderr).toBe(0);
     const res = JSON.parse(r.stdout) as { files: string[] };
-    const names = readdirSync(outDir('extract'));
+    const names = readdirSync(outDir('extract')).filter((n) => n !== '.vai-extract.json'); // what extract keeps of what it fetched
     expect(names.sort()).toEqual(res.files.map((f) => path.basename(f)).sort());
     for (const n of names) expect(OUTPUT_NAME.exec(n)?.[1]).toBe(id);
     // 2 from text-to-image, 2 from img2img (two runs), and the box's saved workflow.

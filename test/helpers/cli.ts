@@ -1,12 +1,13 @@
 /**
- * Runs the built bins the way a user does: a child process with a temporary VAI_HOME and a high
- * VAI_BASE_PORT, so tests never touch a real user's state or ports. Cleans up supervisors by PID.
+ * Runs the built bins the way a user does: a child process with a temporary VAI_HOME and a
+ * VAI_BASE_PORT in the suite's own range (ports.ts), so tests never touch a real user's state or ports. Cleans up supervisors by PID.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomBasePort } from './ports.js';
 
 /** The checkout: the nearest folder up with a package.json (this file also runs compiled, from build/ for the benchmark). */
 export const ROOT = (() => {
@@ -34,14 +35,6 @@ export interface Sandbox {
   /** Writes a file in the sandbox folder (a JSON value is serialised) and returns its path. */
   writeFile(name: string, content: unknown): string;
   cleanup(): Promise<void>;
-}
-
-/**
- * A random base port in 20000-31999: high, but below Linux's ephemeral range (32768+), where
- * outgoing connections would make ports busy at random.
- */
-export function randomBasePort(): number {
-  return 20000 + Math.floor(Math.random() * 240) * 50;
 }
 
 export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number; cwd?: string } = {}): Promise<RunResult> {

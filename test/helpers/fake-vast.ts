@@ -1015,7 +1015,9 @@ export class FakeVast {
     if (this.boxesEnabled) {
       try {
         if (!c.box) {
-          c.box = await startFakeBox({ name: `vast-${id}`, instanceId: String(id), authorizedKeys: c.keys });
+          c.box = await startFakeBox({ name: `vast-${id}`, instanceId: String(id), authorizedKeys: [...c.keys] });
+          // A key attached while the box was starting (no box to add it to yet) is added now.
+          for (const k of c.keys) if (!c.box.authorizedKeys().includes(k)) c.box.addAuthorizedKey(k);
           c.box.setOnstartLog(c.log.map((l) => `${l}\n`).join(''));
         } else {
           for (const k of c.keys) c.box.addAuthorizedKey(k);

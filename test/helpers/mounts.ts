@@ -114,3 +114,21 @@ export function mountTmpfs(sizeBytes: number): Tmpfs {
     },
   };
 }
+
+/**
+ * Makes a folder read-only where it is, for new opens (a read-only bind mount over itself), while
+ * a process that holds files in it open for writing (a running supervisor) keeps them. Returns
+ * the undo. Needs what `mountSupport()` checks.
+ */
+export function bindReadOnly(dir: string): () => void {
+  sh('mount', ['--bind', dir, dir]);
+  mounted.add(dir);
+  tellWatchdog('mnt+', dir);
+  sh('mount', ['-o', 'remount,bind,ro', dir]);
+  return () => {
+    if (!mounted.has(dir)) return;
+    forceUnmount(dir);
+    mounted.delete(dir);
+    tellWatchdog('mnt-', dir);
+  };
+}

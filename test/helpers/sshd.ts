@@ -17,6 +17,7 @@ import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { singlePortRange } from './ports.js';
 import { descendantsOf, isDead, isStopped, pollUntil, signalAll } from './procs.js';
 import { tellWatchdog } from './watchdog.js';
 import { listeningSockets, socketInodesOf } from './sockets.js';
@@ -89,7 +90,7 @@ export interface SshdHandle {
 // Ports
 
 export interface FreePortOptions {
-  /** Inclusive range to pick from at random (default 61000-65499). */
+  /** Inclusive range to pick from at random (default: the suite's single ports, see ports.ts). */
   min?: number;
   max?: number;
   /**
@@ -113,15 +114,14 @@ function tryBind(port: number, host: string): Promise<'ok' | 'busy' | 'unavailab
 }
 
 /**
- * A port nobody listens on, picked at random in [min, max] and checked by binding it.
- *
- * The default range lies above Linux's ephemeral range (32768-60999), where the kernel could give
- * the port to an outgoing connection between this check and its use, and away from the CLI
- * tests' base ports (20000-31999).
+ * A port nobody listens on, picked at random in [min, max] and checked by binding it. The default
+ * range is the suite's single ports (VAI_TEST_PORT_BASE, see ports.ts), away from the sandboxes'
+ * base ports and below Linux's ephemeral range by default.
  */
 export async function freePort(opts: FreePortOptions = {}): Promise<number> {
-  const min = opts.min ?? 61000;
-  const max = opts.max ?? 65499;
+  const range = singlePortRange();
+  const min = opts.min ?? range.min;
+  const max = opts.max ?? range.max;
   const hosts = opts.hosts ?? ['127.0.0.1', '::1', '0.0.0.0'];
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = min + Math.floor(Math.random() * (max - min + 1));

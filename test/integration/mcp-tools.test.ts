@@ -16,6 +16,7 @@ import { silentLogger } from '../../core/log.js';
 import { Supervisor } from '../../core/supervisor.js';
 import { createServer } from '../../server/server.js';
 import { canBind, httpGet, instanceIdOfPage } from '../helpers/net.js';
+import { randomBasePort } from '../helpers/ports.js';
 
 interface Tunnel {
   instance_id: string;
@@ -34,7 +35,7 @@ describe('MCP tools, in process', () => {
   let dir: string;
   let sup: Supervisor;
   let client: Client;
-  const basePort = 21000 + Math.floor(Math.random() * 100) * 100;
+  const basePort = randomBasePort();
 
   async function call(name: string, args: Record<string, unknown> = {}, onprogress?: (p: { progress: number; message?: string }) => void) {
     return (await client.callTool({ name, arguments: args }, undefined, onprogress ? { onprogress } : undefined)) as CallToolResult;
@@ -114,7 +115,7 @@ describe('MCP tools, in process', () => {
     expect(errorText(await call('create_instance', {}))).toMatch(/Nothing to create.*\n.*"provider": "local"/);
     expect(errorText(await call('create_instance', { config: { provider: 'local', instance_config: { gpu_nmae: 'x' } } }))).toMatch(/instance_config\.gpu_nmae: unknown key/);
     expect(errorText(await call('create_instance', { config: { provider: 'local' }, config_path: '/x.json' }))).toMatch(/either config or config_path/);
-    expect(errorText(await call('create_instance', { config_path: 'missing.json' }))).toContain(`${path.join(dir, 'missing.json')} does not exist`);
+    expect(errorText(await call('create_instance', { config_path: 'missing.json' }))).toContain(`read as ${path.join(dir, 'missing.json')}, and no file is there`);
     // Schema validation happens before the tool runs.
     expect(errorText(await call('create_instance', { provider: 'local', count: 11 }))).toMatch(/Input validation error.*count/s);
     expect(errorText(await call('create_instance', { provider: 'aws' }))).toMatch(/Input validation error.*provider/s);
@@ -182,6 +183,50 @@ describe('MCP tools, in process', () => {
     }
     expect(errorText(await call('open_tunnel', { instance_id: 'local-404' }))).toMatch(/Unknown instance id "local-404"/);
     expect(errorText(await call('open_tunnel', { instance_id: 'local-2', local_port: 80 }))).toMatch(/Input validation error.*local_port/s);
+  });
+
+  it('errors speak to agents: tool arguments, never CLI flags; a relative path that is not there names the absolute path tried', async () => {
+    const cliWords = /vai-mcp-cli|--port|--list|--all\b/;
+    const squatter = net.createServer();
+    await new Promise<void>((r) => squatter.listen(basePort + 89, '127.0.0.1', () => r()));
+    try {
+      const taken = errorText(await call('open_tunnel', { instance_id: 'local-2', local_port: basePort + 89 }));
+      expect(taken).toMatch(/Next step: Choose another local_port, or leave it out/);
+      expect(taken).not.toMatch(cliWords);
+    } finally {
+      squatter.close();
+    }
+    const unknown = errorText(await call('open_tunnel', { instance_id: 'local-404' }));
+    expect(unknown).toContain('Next step: Call list_instances');
+    expect(unknown).not.toMatch(cliWords);
+    const cancel = errorText(await call('cancel_job', { instance_id: 'local-1' }));
+    expect(cancel).toContain('Give job_id (from run_workflow), or all: true.');
+    expect(cancel).not.toMatch(cliWords);
+    for (const [tool, args] of [['create_instance', { config_path: 'examples/local.json' }], ['run_workflow', { instance_id: 'local-1', config_path: 'examples/job.json' }]] as const) {
+      const text = errorText(await call(tool, args));
+      const tried = path.join(dir, args.config_path);
+      expect(text).toContain(`config_path "${args.config_path}" is a relative path, read as ${tried}, and no file is there.`);
+      expect(text).toContain('An MCP server starts in a folder its client chooses');
+      const next = text.split('\n').find((l) => l.startsWith('Next step:'))!;
+      expect(next).toBe('Next step: Pass config_path as an absolute path.');
+      expect(next).not.toContain(args.config_path); // never the path that just failed
+    }
+  });
+
+  it('a long wait sends progress at least every 10 s, and never the same line twice in a row', async () => {
+    const at: number[] = [];
+    const messages: string[] = [];
+    const t0 = Date.now();
+    const out = ok<{ instances: Instance[] }>(await call('create_instance', { config: { provider: 'local', instance_config: { simulate: { start_delay_s: 21 } } }, request_id: 'slow-heartbeat', wait_s: 40 }, (p) => {
+      at.push(Date.now());
+      messages.push(p.message ?? '');
+    }));
+    expect(out.instances[0]!.status).toBe('ready');
+    const gaps = [t0, ...at].slice(1).map((t, k) => t - [t0, ...at][k]!);
+    console.log(`create_instance of a 21 s box: ${at.length} notifications, longest gap ${Math.max(...gaps)} ms`);
+    expect(Math.max(...gaps)).toBeLessThan(10_500);
+    expect(messages.join('\n')).toMatch(/still coming up: local-\d+ \(loading, \d+ s\)/);
+    for (let k = 1; k < messages.length; k++) expect(messages[k], `notification ${k}`).not.toBe(messages[k - 1]);
   });
 
   it('destroy_instance needs confirm: true; with it the tunnel closes, the port frees and the box is gone', async () => {

@@ -4,9 +4,9 @@
  * keeps its port; a released port goes to the next caller; an explicit port is that port or an
  * exit-2 error, never a silent other port; concurrent callers never share a port; leases persist.
  *
- * Every test works on a random window of high ports (21000-30999) that it first checks to be free,
- * so it never touches the ports real users' tunnels use (8188 and up), and stays below Linux's
- * ephemeral range (32768+), where outgoing connections take ports at random.
+ * Every test works on a random window of the suite's sandbox ports (VAI_TEST_PORT_BASE, see
+ * test/helpers/ports.ts) that it first checks to be free, so it never touches the ports real
+ * users' tunnels use (8188 and up).
  */
 import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
@@ -16,6 +16,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { VaiError } from '../../core/errors.js';
 import { checkPortRange, isPortFree, MAX_PORT, MIN_PORT, PortAllocator } from '../../core/ports.js';
 import { StateStore } from '../../core/state.js';
+import { randomBasePort, testPortBase } from '../helpers/ports.js';
 
 const WINDOW = 80;
 
@@ -49,15 +50,15 @@ function closeServer(s: net.Server): Promise<void> {
   return new Promise((resolve) => s.close(() => resolve()));
 }
 
-/** A random base in 21000-30999 whose next WINDOW ports are all free right now (IPv4 and ::1). */
+/** A random sandbox base port whose next WINDOW ports are all free right now (IPv4 and ::1). */
 async function freeWindow(): Promise<number> {
   for (let tries = 0; tries < 50; tries++) {
-    const b = 21000 + Math.floor(Math.random() * 100) * 100;
+    const b = randomBasePort();
     const free = await Promise.all(Array.from({ length: WINDOW }, async (_, i) =>
       (await canListenOn0(b + i)) && (!ipv6 || (await canListenOnPort(b + i, '::1')))));
     if (free.every(Boolean)) return b;
   }
-  throw new Error('no free window of ports found in 21000-30999');
+  throw new Error(`no free window of ${WINDOW} ports found from ${testPortBase()}`);
 }
 
 function canListenOnPort(port: number, host: string): Promise<boolean> {
