@@ -5,8 +5,8 @@
  * Exit codes: 0 success, 1 failure, 2 bad usage or bad input.
  */
 import { cac } from 'cac';
-import { badInput, toVaiError } from '../core/errors.js';
-import { VERSION } from '../core/version.js';
+import { badInput, toVaiError } from '../core/lib/errors.js';
+import { VERSION } from '../core/lib/version.js';
 import { closeSupervisor } from './client.js';
 import { registerDaemonCommands } from './commands/daemon.js';
 import { registerInstanceCommands } from './commands/instances.js';

@@ -5,10 +5,10 @@
  * this process within a second; the tunnels stay up in the supervisor.
  */
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { SupervisorClient } from '../core/control.js';
-import { describeError } from '../core/errors.js';
-import { createLogger } from '../core/log.js';
-import { VERSION } from '../core/version.js';
+import { SupervisorClient } from '../core/control/control.js';
+import { describeError } from '../core/lib/errors.js';
+import { createLogger } from '../core/lib/log.js';
+import { VERSION } from '../core/lib/version.js';
 import { createServer } from './server.js';
 
 const log = createLogger('mcp');

@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { badInput } from '../core/errors.js';
+import { badInput } from '../core/lib/errors.js';
 
 export function argPath(cwd: string, value: string, arg: string): string {
   const abs = path.resolve(cwd, value);

@@ -4,8 +4,8 @@
  * supervisor client in the bin, the in-process supervisor in tests.
  */
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { VaiApi } from '../core/api.js';
-import { VERSION } from '../core/version.js';
+import type { VaiApi } from '../core/api/api.js';
+import { VERSION } from '../core/lib/version.js';
 import { registerTools, type ToolDef } from './tool.js';
 import { instanceTools } from './tools/instances.js';
 import { offerTools } from './tools/offers.js';

@@ -7,8 +7,8 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult, ContentBlock, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import type { z } from 'zod';
-import type { VaiApi } from '../core/api.js';
-import { toVaiError } from '../core/errors.js';
+import type { VaiApi } from '../core/api/api.js';
+import { toVaiError } from '../core/lib/errors.js';
 
 export interface ToolContext {
   api: VaiApi;

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeSandbox, type Sandbox } from '../../test/helpers/cli.js';
-import type { InstanceView, TunnelView } from '../../core/api.js';
+import type { InstanceView, TunnelView } from '../../core/api/api.js';
 import type { SshTarget } from './openssh.js';
 
 /** What `tunnel --list --json` prints: core's tunnel view. */

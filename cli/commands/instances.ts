@@ -1,9 +1,9 @@
 /** `demo`, `create`, `list`, `destroy`: boxes and their lifecycle. */
 import path from 'node:path';
 import type { CAC } from 'cac';
-import type { InstanceView } from '../../core/api.js';
-import { loadConfigFile, parseConfig, type Config } from '../../core/config.js';
-import { badInput, failure, toVaiError } from '../../core/errors.js';
+import type { InstanceView } from '../../core/api/api.js';
+import { loadConfigFile, parseConfig, type Config } from '../../core/config/config.js';
+import { badInput, failure, toVaiError } from '../../core/lib/errors.js';
 import { supervisor } from '../client.js';
 import { instancesTable, note, printJson, printLine, ProgressLine } from '../format.js';
 import { canAsk, confirm } from '../prompt.js';

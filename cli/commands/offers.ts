@@ -1,7 +1,7 @@
 /** `search`: the offers a config would rent, cheapest first, with price and specs. */
 import path from 'node:path';
 import type { CAC } from 'cac';
-import { loadConfigFile } from '../../core/config.js';
+import { loadConfigFile } from '../../core/config/config.js';
 import { supervisor } from '../client.js';
 import { money, printJson, printLine, table } from '../format.js';
 

@@ -1,6 +1,6 @@
 /** Option values checked the same way in every command (bad values: exit 2, nothing changed). */
-import { badInput } from '../../core/errors.js';
-import { checkPortRange } from '../../core/ports.js';
+import { badInput } from '../../core/lib/errors.js';
+import { checkPortRange } from '../../core/tunnels/ports.js';
 
 function asInteger(raw: unknown, name: string): number {
   const n = typeof raw === 'number' ? raw : Number(String(raw).trim());

@@ -1,6 +1,6 @@
 /** `tunnel`: open, list and stop the supervised tunnels. */
 import type { CAC } from 'cac';
-import { badInput } from '../../core/errors.js';
+import { badInput } from '../../core/lib/errors.js';
 import { supervisor } from '../client.js';
 import { note, printJson, printLine, table, tunnelsTable } from '../format.js';
 import { parsePort } from './options.js';

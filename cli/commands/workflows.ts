@@ -1,10 +1,10 @@
 /** `exec`, `oneshot`, `cancel`, `extract`: running ComfyUI workflows on boxes. */
 import path from 'node:path';
 import type { CAC } from 'cac';
-import type { JobView } from '../../core/api.js';
-import { isJobDone } from '../../core/api.js';
-import { loadConfigFile, loadJobWorkflow } from '../../core/config.js';
-import { badInput, failure } from '../../core/errors.js';
+import type { JobView } from '../../core/api/api.js';
+import { isJobDone } from '../../core/api/api.js';
+import { loadConfigFile, loadJobWorkflow } from '../../core/config/config.js';
+import { badInput, failure } from '../../core/lib/errors.js';
 import { supervisor } from '../client.js';
 import { jobsTable, note, printJson, printLine, ProgressLine, table } from '../format.js';
 

@@ -12,7 +12,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type WebSocket from 'ws';
-import { badInput, failure, VaiError } from '../errors.js';
+import { badInput, failure, VaiError } from '../lib/errors.js';
 import type { ApiGraph, ComfyEvent, ComfyFileRef, HistoryEntry, ObjectInfo, QueueItem } from './types.js';
 
 export interface SystemStats {

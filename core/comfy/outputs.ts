@@ -4,7 +4,7 @@
  */
 import { lstatSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { failure } from '../errors.js';
+import { failure } from '../lib/errors.js';
 
 /** Longest name we make: well under the 255 bytes most file systems allow. */
 const MAX_NAME = 180;

@@ -4,7 +4,7 @@
  * own, so a restarted supervisor can follow a prompt again from the box's history.
  */
 import path from 'node:path';
-import { failure, toVaiError, VaiError } from '../errors.js';
+import { failure, toVaiError, VaiError } from '../lib/errors.js';
 import type { ComfyClient } from './client.js';
 import { outputName, reserveOutputPath } from './outputs.js';
 import type { ApiGraph, ComfyEvent, ComfyFileRef, HistoryEntry, NodeMap } from './types.js';

@@ -15,9 +15,9 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { badInput, type VaiError } from '../errors.js';
-import { parseJsonText } from '../json.js';
-import { expandHome } from '../paths.js';
+import { badInput, type VaiError } from '../lib/errors.js';
+import { parseJsonText } from '../lib/json.js';
+import { expandHome } from '../lib/paths.js';
 import type { ApiGraph, ApiNode, ComfyFileRef, InputSpec, NodeInfo, ObjectInfo } from './types.js';
 
 export interface PreparedWorkflow {

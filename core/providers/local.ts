@@ -15,13 +15,13 @@ import net from 'node:net';
 import path from 'node:path';
 import ssh2 from 'ssh2';
 import type { Connection, ParsedKey, Server as SshServer } from 'ssh2';
-import type { ComfyApp } from '../comfy/simulator.js';
-import type { Config } from '../config.js';
-import { homeWriteError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { homeFiles } from '../paths.js';
-import { loadPrivateKey, type SshAuth } from '../ssh-auth.js';
-import type { InstanceRecord } from '../state.js';
+import type { ComfyApp } from '../simulator/app.js';
+import type { Config } from '../config/config.js';
+import { homeWriteError } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import { homeFiles } from '../lib/paths.js';
+import { loadPrivateKey, type SshAuth } from '../tunnels/ssh-auth.js';
+import type { InstanceRecord } from '../store/store.js';
 import type { BoxStatus, CreatedBox, Provider } from './provider.js';
 
 type Simulate = NonNullable<Config['instance_config']['simulate']>;
@@ -72,7 +72,7 @@ class SimulatedBox {
   /** Starts the SSH server, on `preferredPort` when it is free. Returns the port. */
   async start(preferredPort = 0): Promise<number> {
     // Loaded on first use: a supervisor without local boxes never pays for the simulator.
-    if (this.sim.fail !== 'comfy') this.app = (await import('../comfy/simulator.js')).createComfyApp(this.instanceId);
+    if (this.sim.fail !== 'comfy') this.app = (await import('../simulator/app.js')).createComfyApp(this.instanceId);
     const server = new ssh2.Server({ hostKeys: [this.hostKey] }, (conn) => this.onConnection(conn));
     this.server = server;
     const listen = (port: number) =>

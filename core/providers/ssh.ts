@@ -3,9 +3,9 @@
  * "Create" registers it (id `ssh-N`) and the supervisor opens its tunnel; "destroy" forgets it
  * and closes the tunnel, and never touches the machine itself.
  */
-import type { Config } from '../config.js';
-import { resolveAuth, type SshAuth } from '../ssh-auth.js';
-import type { InstanceRecord } from '../state.js';
+import type { Config } from '../config/config.js';
+import { resolveAuth, type SshAuth } from '../tunnels/ssh-auth.js';
+import type { InstanceRecord } from '../store/store.js';
 import type { BoxStatus, CreatedBox, Provider, ProviderContext } from './provider.js';
 
 export class SshProvider implements Provider {

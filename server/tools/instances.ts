@@ -1,8 +1,8 @@
 /** Tools for boxes: create_instance, list_instances, destroy_instance. */
 import { z } from 'zod';
-import type { InstanceView, Progress } from '../../core/api.js';
-import { loadConfigFile, parseConfig, PROVIDERS, resolveConfigPaths, type Config } from '../../core/config.js';
-import { badInput } from '../../core/errors.js';
+import type { InstanceView, Progress } from '../../core/api/api.js';
+import { loadConfigFile, parseConfig, PROVIDERS, resolveConfigPaths, type Config } from '../../core/config/config.js';
+import { badInput } from '../../core/lib/errors.js';
 import { argPath } from '../paths.js';
 import { InstancesOutput } from '../schemas.js';
 import { defineTool, type ToolContext } from '../tool.js';

@@ -1,7 +1,7 @@
 /** search_offers: what a Vast.ai config would rent, before renting anything. */
 import { z } from 'zod';
-import { loadConfigFile, parseConfig, resolveConfigPaths } from '../../core/config.js';
-import { badInput } from '../../core/errors.js';
+import { loadConfigFile, parseConfig, resolveConfigPaths } from '../../core/config/config.js';
+import { badInput } from '../../core/lib/errors.js';
 import { argPath } from '../paths.js';
 import { defineTool } from '../tool.js';
 

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VERSION } from '../../core/version.js';
+import { VERSION } from '../../core/lib/version.js';
 import { CLI, makeSandbox, ROOT, run, type Sandbox } from '../helpers/cli.js';
 import { httpGet, instanceIdOfPage } from '../helpers/net.js';
 import { bindReadOnly, mountSupport } from '../helpers/mounts.js';

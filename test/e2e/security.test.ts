@@ -14,7 +14,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hasIpv6Loopback } from '../../core/ports.js';
+import { hasIpv6Loopback } from '../../core/tunnels/ports.js';
 import { CLI, makeSandbox, ROOT, run, waitUntil, type RunResult, type Sandbox } from '../helpers/cli.js';
 import { fakeBoxesSupported } from '../helpers/fake-box.js';
 import { FakeVast } from '../helpers/fake-vast.js';

@@ -6,8 +6,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { InstanceView, JobView, QueueView } from '../../core/api.js';
-import { encodePng, readPngInfo } from '../../core/comfy/png.js';
+import type { InstanceView, JobView, QueueView } from '../../core/api/api.js';
+import { encodePng, readPngInfo } from '../../core/simulator/png.js';
 import { makeSandbox, ROOT, waitUntil, type Sandbox } from '../helpers/cli.js';
 
 const EXAMPLES = path.join(ROOT, 'examples');

@@ -72,7 +72,7 @@ export function supervisorPidsFor(home: string): number[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (args.some((a) => a.endsWith('supervisor-main.js')) && args.includes(`--home=${home}`)) pids.push(Number(entry));
+      if (args.some((a) => a.endsWith(path.join('supervisor', 'main.js'))) && args.includes(`--home=${home}`)) pids.push(Number(entry));
     } catch {
       // the process ended meanwhile
     }

@@ -1,6 +1,6 @@
 /** The bad-input error a call throws: a VaiError with exit code 2 (fails the test otherwise). */
 import { expect } from 'vitest';
-import { VaiError } from '../../core/errors.js';
+import { VaiError } from '../../core/lib/errors.js';
 
 export function badInputOf(fn: () => unknown): VaiError {
   let thrown: unknown;

@@ -13,9 +13,9 @@ import net from 'node:net';
 import os from 'node:os';
 import type { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { hasIpv6Loopback } from '../../core/ports.js';
-import { loadPrivateKey } from '../../core/ssh-auth.js';
-import { Tunnel, type HostKeyCheck, type TunnelState } from '../../core/tunnel.js';
+import { hasIpv6Loopback } from '../../core/tunnels/ports.js';
+import { loadPrivateKey } from '../../core/tunnels/ssh-auth.js';
+import { Tunnel, type HostKeyCheck, type TunnelState } from '../../core/tunnels/tunnel.js';
 import { deterministicBytes, expectedSha256, startOrigin, type Origin } from '../helpers/origin.js';
 import { freePort, startSshd, type SshdHandle } from '../helpers/sshd.js';
 

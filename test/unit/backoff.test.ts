@@ -5,7 +5,7 @@
  * The clock and the random source are injected: no real time passes.
  */
 import { describe, expect, it } from 'vitest';
-import { CAP_MS, nextBase, ReconnectSchedule } from '../../core/backoff.js';
+import { CAP_MS, nextBase, ReconnectSchedule } from '../../core/lib/backoff.js';
 
 /** A clock that only moves when the test moves it. */
 class FakeClock {

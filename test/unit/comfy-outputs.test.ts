@@ -16,7 +16,7 @@ import { ComfyClient, describePromptError } from '../../core/comfy/client.js';
 import { outputName, reserveOutputPath } from '../../core/comfy/outputs.js';
 import { downloadOutputs, outcome, outputFiles } from '../../core/comfy/run.js';
 import type { HistoryEntry } from '../../core/comfy/types.js';
-import type { VaiError } from '../../core/errors.js';
+import type { VaiError } from '../../core/lib/errors.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'vai-comfy-out-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

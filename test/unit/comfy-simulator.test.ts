@@ -10,10 +10,10 @@ import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { encodePng, readPngInfo } from '../../core/comfy/png.js';
-import { DEFAULT_WORKFLOW_UI } from '../../core/comfy/sim/default-workflow.js';
-import { renderPixels } from '../../core/comfy/sim/render.js';
-import { createComfyApp, type ComfyAppOptions } from '../../core/comfy/simulator.js';
+import { encodePng, readPngInfo } from '../../core/simulator/png.js';
+import { DEFAULT_WORKFLOW_UI } from '../../core/simulator/default-workflow.js';
+import { renderPixels } from '../../core/simulator/render.js';
+import { createComfyApp, type ComfyAppOptions } from '../../core/simulator/app.js';
 import type { ApiGraph, ComfyFileRef, HistoryEntry, ObjectInfo } from '../../core/comfy/types.js';
 import { generateKeyPair } from '../../core/providers/local.js';
 

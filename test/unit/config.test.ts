@@ -16,8 +16,8 @@ import {
   loadConfigFile,
   parseConfig,
   resolveConfigPaths,
-} from '../../core/config.js';
-import type { VaiError } from '../../core/errors.js';
+} from '../../core/config/config.js';
+import type { VaiError } from '../../core/lib/errors.js';
 import { badInputOf } from '../helpers/errors.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'vai-cfg-unit-'));

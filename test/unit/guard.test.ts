@@ -3,9 +3,9 @@
  * port 8188, and the lists that allow more.
  */
 import { describe, expect, it } from 'vitest';
-import { GuardPolicy, NO_ALLOWANCES, refusalResponse } from '../../core/guard.js';
-import { parseRequestHead, type RequestHead } from '../../core/http-framing.js';
-import { normalizeHost, normalizeOrigin, parseAllowList } from '../../core/origins.js';
+import { GuardPolicy, NO_ALLOWANCES, refusalResponse } from '../../core/tunnels/guard.js';
+import { parseRequestHead, type RequestHead } from '../../core/tunnels/http-framing.js';
+import { normalizeHost, normalizeOrigin, parseAllowList } from '../../core/model/origins.js';
 
 function head(fields: Record<string, string | string[]>, requestLine = 'GET /prompt HTTP/1.1'): RequestHead {
   const lines = Object.entries(fields).flatMap(([k, v]) => (Array.isArray(v) ? v : [v]).map((x) => `${k}: ${x}`));

@@ -5,7 +5,7 @@
  * piece and byte by byte, since TCP may cut a stream anywhere.
  */
 import { describe, expect, it } from 'vitest';
-import { MAX_HEAD_BYTES, RequestFramer, type Refusal, type RequestHead } from '../../core/http-framing.js';
+import { MAX_HEAD_BYTES, RequestFramer, type Refusal, type RequestHead } from '../../core/tunnels/http-framing.js';
 
 interface Run {
   passed: string;

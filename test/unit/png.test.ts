@@ -5,8 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { encodePng, readPngInfo } from '../../core/comfy/png.js';
-import { renderPixels } from '../../core/comfy/sim/render.js';
+import { encodePng, readPngInfo } from '../../core/simulator/png.js';
+import { renderPixels } from '../../core/simulator/render.js';
 
 /** Decodes an 8-bit RGB PNG's pixels (filters None, Sub and Up: the ones encodePng uses). */
 function decodeRgb(png: Buffer): Buffer {

@@ -13,9 +13,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { VaiError } from '../../core/errors.js';
-import { checkPortRange, isPortFree, MAX_PORT, MIN_PORT, PortAllocator } from '../../core/ports.js';
-import { StateStore } from '../../core/state.js';
+import { VaiError } from '../../core/lib/errors.js';
+import { checkPortRange, isPortFree, MAX_PORT, MIN_PORT, PortAllocator } from '../../core/tunnels/ports.js';
+import { StateStore } from '../../core/store/store.js';
 import { randomBasePort, testPortBase } from '../helpers/ports.js';
 
 const WINDOW = 80;

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { badInputOf } from '../helpers/errors.js';
-import { loadSettings, REQUEST_ENV_KEYS, requestEnvFrom } from '../../core/settings.js';
+import { loadSettings, REQUEST_ENV_KEYS, requestEnvFrom } from '../../core/config/settings.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'vai-settings-unit-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

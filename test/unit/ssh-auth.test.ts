@@ -9,9 +9,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { VaiError } from '../../core/errors.js';
+import type { VaiError } from '../../core/lib/errors.js';
 import { badInputOf } from '../helpers/errors.js';
-import { DEFAULT_KEY_NAMES, fingerprint, loadPrivateKey, resolveAuth } from '../../core/ssh-auth.js';
+import { DEFAULT_KEY_NAMES, fingerprint, loadPrivateKey, resolveAuth } from '../../core/tunnels/ssh-auth.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'vai-sshauth-unit-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

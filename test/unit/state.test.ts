@@ -9,8 +9,8 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../core/config.js';
-import { type InstanceRecord, StateStore } from '../../core/state.js';
+import { parseConfig } from '../../core/config/config.js';
+import { type InstanceRecord, StateStore } from '../../core/store/store.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'vai-state-unit-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

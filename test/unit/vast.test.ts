@@ -1,8 +1,8 @@
 /** The Vast provider's pure parts: status mapping, SSH endpoint choice, the offer query and ranking. */
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../core/config.js';
-import { boxStatusOf, offerQuery, rankingPrice, sshEndpointOf } from '../../core/providers/vast.js';
-import type { VastInstance } from '../../core/providers/vast-api.js';
+import { parseConfig } from '../../core/config/config.js';
+import { boxStatusOf, offerQuery, rankingPrice, sshEndpointOf } from '../../core/providers/vast/provider.js';
+import type { VastInstance } from '../../core/providers/vast/api.js';
 
 const running: VastInstance = {
   id: 904123,

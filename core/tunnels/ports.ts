@@ -5,9 +5,9 @@
  * call starts, so concurrent callers never get the same port.
  */
 import net from 'node:net';
-import { badInput, type Hint } from './errors.js';
-import { Mutex } from './mutex.js';
-import type { Collection, PortLease } from './state.js';
+import { badInput, type Hint } from '../lib/errors.js';
+import { Mutex } from '../lib/mutex.js';
+import type { Collection, PortLease } from '../store/store.js';
 
 export const MIN_PORT = 1024;
 export const MAX_PORT = 65535;

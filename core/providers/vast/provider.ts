@@ -8,12 +8,12 @@
  * label so a crash cannot hide it (orphans in `list`).
  */
 import { readFileSync } from 'node:fs';
-import type { Config } from '../config.js';
-import { badInput, failure } from '../errors.js';
-import { resolveAuth, type SshAuth } from '../ssh-auth.js';
-import type { InstanceRecord, SshEndpoint } from '../state.js';
-import type { BoxStatus, CreatedBox, CreateSpec, Provider, ProviderContext } from './provider.js';
-import { AmbiguousCreateError, findVastApiKey, VastApi, type VastInstance, type VastOffer } from './vast-api.js';
+import type { Config } from '../../config/config.js';
+import { badInput, failure } from '../../lib/errors.js';
+import { resolveAuth, type SshAuth } from '../../tunnels/ssh-auth.js';
+import type { InstanceRecord, SshEndpoint } from '../../store/store.js';
+import type { BoxStatus, CreatedBox, CreateSpec, Provider, ProviderContext } from '../provider.js';
+import { AmbiguousCreateError, findVastApiKey, VastApi, type VastInstance, type VastOffer } from './api.js';
 
 export const DEFAULT_IMAGE = 'vastai/comfy:@vastai-automatic-tag';
 /**

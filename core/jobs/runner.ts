@@ -11,17 +11,17 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { CallOptions, CancelParams, CancelResult, ExtractResult, JobStatus, JobView, Progress, QueueView, WorkflowSpec } from './api.js';
-import { isJobDone } from './api.js';
-import { ComfyClient } from './comfy/client.js';
-import { ExtractManifest } from './comfy/extract-manifest.js';
-import { outputName, reserveOutputPath } from './comfy/outputs.js';
-import { downloadOutputs, followJob, submitWorkflow, type JobProgress } from './comfy/run.js';
-import type { ComfyFileRef } from './comfy/types.js';
-import { badInput, toVaiError } from './errors.js';
-import type { Logger } from './log.js';
-import { elapsed, ProgressRelay } from './progress-relay.js';
-import type { Collection, JobRecord } from './state.js';
+import type { CallOptions, CancelParams, CancelResult, ExtractResult, JobStatus, JobView, Progress, QueueView, WorkflowSpec } from '../api/api.js';
+import { isJobDone } from '../api/api.js';
+import { ComfyClient } from '../comfy/client.js';
+import { ExtractManifest } from '../comfy/extract-manifest.js';
+import { outputName, reserveOutputPath } from '../comfy/outputs.js';
+import { downloadOutputs, followJob, submitWorkflow, type JobProgress } from '../comfy/run.js';
+import type { ComfyFileRef } from '../comfy/types.js';
+import { badInput, toVaiError } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import { elapsed, ProgressRelay } from '../lib/progress.js';
+import type { Collection, JobRecord } from '../store/store.js';
 
 /** What the job runner needs from the supervisor. */
 export interface JobHost {

@@ -8,12 +8,12 @@
 import { chmodSync, closeSync, existsSync, openSync, renameSync } from 'node:fs';
 import Keyv from 'keyv';
 import KeyvSqlite from '@keyv/sqlite';
-import type { JobStatus, WorkflowSpec } from './api.js';
-import type { NodeMap } from './comfy/types.js';
-import type { Config, ProviderName } from './config.js';
-import { homeWriteError } from './errors.js';
-import { Mutex } from './mutex.js';
-import { homeFiles } from './paths.js';
+import type { JobStatus, WorkflowSpec } from '../api/api.js';
+import type { NodeMap } from '../comfy/types.js';
+import type { Config, ProviderName } from '../config/config.js';
+import { homeWriteError } from '../lib/errors.js';
+import { Mutex } from '../lib/mutex.js';
+import { homeFiles } from '../lib/paths.js';
 
 export type InstanceStatus =
   | 'provisioning' // asked for, not yet reachable

@@ -19,15 +19,15 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import ssh2 from 'ssh2';
 import type { Client as SshClient, ClientChannel } from 'ssh2';
-import { ReconnectSchedule } from './backoff.js';
+import { ReconnectSchedule } from '../lib/backoff.js';
 import { noteBytesCarried } from './gc-pacing.js';
 import { GuardPolicy, NO_ALLOWANCES, type GuardAllowances, type GuardMode } from './guard.js';
 import type { Refusal } from './http-framing.js';
 import { carry, carryGuarded } from './local-connection.js';
-import { silentLogger, type Logger } from './log.js';
+import { silentLogger, type Logger } from '../lib/log.js';
 import { hasIpv6Loopback } from './ports.js';
 import { authOptions, describeAuth, fingerprint, hostKeyMismatchHint, type SshAuth } from './ssh-auth.js';
-import type { SshEndpoint } from './state.js';
+import type { SshEndpoint } from '../store/store.js';
 
 export type TunnelState = 'connecting' | 'up' | 'remote_down' | 'reconnecting' | 'failed' | 'port_conflict' | 'stopped';
 

@@ -3,7 +3,7 @@
  * box or job (a wait replays where each stands, and the same news can arrive by two routes), and
  * a line at least every 10 s while the wait lasts, so a long wait is never silent.
  */
-import type { Progress } from './api.js';
+import type { Progress } from '../api/api.js';
 
 /** A quiet wait hears from us after this long (a 1 s tick: at most ~9 s between lines). */
 const QUIET_MS = 8_000;

@@ -6,10 +6,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { badInput } from './errors.js';
-import { parseJsonText } from './json.js';
-import { parseAllowList } from './origins.js';
-import { expandHome } from './paths.js';
+import { badInput } from '../lib/errors.js';
+import { parseJsonText } from '../lib/json.js';
+import { parseAllowList } from '../model/origins.js';
+import { expandHome } from '../lib/paths.js';
 
 export const PROVIDERS = ['local', 'ssh', 'vast'] as const;
 export type ProviderName = (typeof PROVIDERS)[number];

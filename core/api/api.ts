@@ -4,10 +4,10 @@
  * - `SupervisorClient` (core/control.ts): sends each call over the control socket.
  * Field names are the ones users and scripts see (DESIGN.md section 2), hence snake_case.
  */
-import type { Config, ProviderName } from './config.js';
-import type { RequestEnv } from './settings.js';
-import type { InstanceStatus } from './state.js';
-import type { TunnelState } from './tunnel.js';
+import type { Config, ProviderName } from '../config/config.js';
+import type { RequestEnv } from '../config/settings.js';
+import type { InstanceStatus } from '../store/store.js';
+import type { TunnelState } from '../tunnels/tunnel.js';
 
 export interface TunnelView {
   instance_id: string;

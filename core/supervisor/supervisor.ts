@@ -12,29 +12,29 @@ import type {
   CallOptions, CancelParams, CancelResult, CreateParams, CreateResult, DaemonStatus, DestroyResult, ExtractResult, HelloParams,
   HelloResult, InstanceView, JobView, OfferView, OneshotParams, OpenTunnelParams, QueueView, RunWorkflowParams, SearchResult,
   SshKeyReport, StopTunnelResult, TunnelView, VaiApi, WaitParams,
-} from './api.js';
-import { isJobDone, isSettled } from './api.js';
-import { checkComfy } from './comfy/client.js';
-import { NO_ALLOWANCES, type GuardAllowances } from './guard.js';
-import { parseAllowList } from './origins.js';
-import { parseConfig, resolveConfigPaths, type Config, type ProviderName } from './config.js';
-import { badInput, failure, toVaiError, unknownInstance, VaiError } from './errors.js';
-import { addSecret, type Logger } from './log.js';
-import { Mutex } from './mutex.js';
-import { elapsed, ProgressRelay } from './progress-relay.js';
-import { ensurePrivateDir } from './paths.js';
-import { PortAllocator } from './ports.js';
-import { LocalProvider } from './providers/local.js';
-import type { Provider, ProviderContext } from './providers/provider.js';
-import { SshProvider } from './providers/ssh.js';
-import { JobRunner } from './jobs.js';
-import { findVastApiKey, VastApi, type VastOffer } from './providers/vast-api.js';
-import { VastProvider } from './providers/vast.js';
-import { loadSettings, requestEnvFrom, type RequestEnv, type Settings } from './settings.js';
-import { defaultKeyCandidates, describeAuth, loadPrivateKey, resolveAuth } from './ssh-auth.js';
-import { StateStore, type InstanceRecord, type RequestRecord, type TunnelRecord } from './state.js';
-import { Tunnel, type HostKeyVerdict, type TunnelState } from './tunnel.js';
-import { compareVersions, VERSION } from './version.js';
+} from '../api/api.js';
+import { isJobDone, isSettled } from '../api/api.js';
+import { checkComfy } from '../comfy/client.js';
+import { NO_ALLOWANCES, type GuardAllowances } from '../tunnels/guard.js';
+import { parseAllowList } from '../model/origins.js';
+import { parseConfig, resolveConfigPaths, type Config, type ProviderName } from '../config/config.js';
+import { badInput, failure, toVaiError, unknownInstance, VaiError } from '../lib/errors.js';
+import { addSecret, type Logger } from '../lib/log.js';
+import { Mutex } from '../lib/mutex.js';
+import { elapsed, ProgressRelay } from '../lib/progress.js';
+import { ensurePrivateDir } from '../lib/paths.js';
+import { PortAllocator } from '../tunnels/ports.js';
+import { LocalProvider } from '../providers/local.js';
+import type { Provider, ProviderContext } from '../providers/provider.js';
+import { SshProvider } from '../providers/ssh.js';
+import { JobRunner } from '../jobs/runner.js';
+import { findVastApiKey, VastApi, type VastOffer } from '../providers/vast/api.js';
+import { VastProvider } from '../providers/vast/provider.js';
+import { loadSettings, requestEnvFrom, type RequestEnv, type Settings } from '../config/settings.js';
+import { defaultKeyCandidates, describeAuth, loadPrivateKey, resolveAuth } from '../tunnels/ssh-auth.js';
+import { StateStore, type InstanceRecord, type RequestRecord, type TunnelRecord } from '../store/store.js';
+import { Tunnel, type HostKeyVerdict, type TunnelState } from '../tunnels/tunnel.js';
+import { compareVersions, VERSION } from '../lib/version.js';
 
 export interface SupervisorOptions {
   home: string;

@@ -15,9 +15,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { badInput, failure, VaiError } from '../errors.js';
-import { addSecret, redact } from '../log.js';
-import type { RequestEnv } from '../settings.js';
+import { badInput, failure, VaiError } from '../../lib/errors.js';
+import { addSecret, redact } from '../../lib/log.js';
+import type { RequestEnv } from '../../config/settings.js';
 
 /** Where the key comes from, in the official CLI's order (DESIGN.md section 2). */
 export function findVastApiKey(env: RequestEnv, settingsKey?: string): { key: string; source: string } | undefined {

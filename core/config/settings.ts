@@ -6,10 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { formatIssues } from './config.js';
-import { parseJsonText } from './json.js';
-import { badInput } from './errors.js';
-import { parseAllowList } from './origins.js';
-import { homeFiles, resolveVaiHome } from './paths.js';
+import { parseJsonText } from '../lib/json.js';
+import { badInput } from '../lib/errors.js';
+import { parseAllowList } from '../model/origins.js';
+import { homeFiles, resolveVaiHome } from '../lib/paths.js';
 
 export const DEFAULT_BASE_PORT = 8188;
 export const DEFAULT_MAX_INSTANCES = 4;

@@ -17,12 +17,12 @@ import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, un
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { API_METHODS, type ApiMethod, type CallOptions, type DaemonStatus, type HelloResult, type Progress, type VaiApi } from './api.js';
-import { failure, homeWriteError, toVaiError, VaiError, type ErrorPayload } from './errors.js';
-import type { Logger } from './log.js';
-import { ensurePrivateDir, homeFiles, resolveVaiHome, socketPathFor } from './paths.js';
-import { loadSettings, requestEnvFrom, type RequestEnv } from './settings.js';
-import { compareVersions, PACKAGE_ROOT, VERSION } from './version.js';
+import { API_METHODS, type ApiMethod, type CallOptions, type DaemonStatus, type HelloResult, type Progress, type VaiApi } from '../api/api.js';
+import { failure, homeWriteError, toVaiError, VaiError, type ErrorPayload } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import { ensurePrivateDir, homeFiles, resolveVaiHome, socketPathFor } from '../lib/paths.js';
+import { loadSettings, requestEnvFrom, type RequestEnv } from '../config/settings.js';
+import { compareVersions, PACKAGE_ROOT, VERSION } from '../lib/version.js';
 
 type ClientFrame =
   | { t: 'req'; id: number; method: string; params: unknown; env?: RequestEnv }
@@ -158,8 +158,8 @@ async function waitForExit(pid: number, timeoutMs = 10_000): Promise<boolean> {
 /** The built supervisor entry point, also when this module runs from TypeScript sources (tests). */
 export function supervisorEntry(): string {
   const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.ts')) return path.join(PACKAGE_ROOT, 'dist', 'core', 'supervisor-main.js');
-  return path.join(path.dirname(here), 'supervisor-main.js');
+  if (here.endsWith('.ts')) return path.join(PACKAGE_ROOT, 'dist', 'core', 'supervisor', 'main.js');
+  return path.join(path.dirname(here), '..', 'supervisor', 'main.js');
 }
 
 export interface ClientOptions {

@@ -6,8 +6,8 @@
  * converted in place (INT/FLOAT/STRING), so the graph that runs and lands in the PNG is the
  * converted one, as on a real box.
  */
-import type { ApiGraph, InputSpec } from '../types.js';
-import { NODE_TYPES, type NodeInputs, type SimNodeType } from '../sim-nodes.js';
+import type { ApiGraph, InputSpec } from '../comfy/types.js';
+import { NODE_TYPES, type NodeInputs, type SimNodeType } from './nodes.js';
 import type { ComfyError, NodeError } from './api-types.js';
 import type { FileStore } from './files.js';
 

@@ -7,12 +7,12 @@
 import { createHash, randomInt } from 'node:crypto';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { encodePng } from './png.js';
-import type { FileStore, FolderType } from './sim/files.js';
-import { imageSize } from './sim/image-size.js';
-import { normalRelPath } from './sim/paths.js';
-import { pyJsonDumps } from './sim/pyjson.js';
-import { renderPixels } from './sim/render.js';
-import type { ApiGraph, ComfyFileRef, InputSpec, NodeInfo, ObjectInfo } from './types.js';
+import type { FileStore, FolderType } from './files.js';
+import { imageSize } from './image-size.js';
+import { normalRelPath } from './paths.js';
+import { pyJsonDumps } from './pyjson.js';
+import { renderPixels } from './render.js';
+import type { ApiGraph, ComfyFileRef, InputSpec, NodeInfo, ObjectInfo } from '../comfy/types.js';
 
 export const MAX_RESOLUTION = 16384;
 /** Past these the simulator fails the node (a real GPU would run out of memory too). */

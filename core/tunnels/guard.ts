@@ -15,7 +15,7 @@
  */
 import type { HeadCheck, Refusal, RequestHead } from './http-framing.js';
 import { isRefusal, malformed, singleField } from './http-framing.js';
-import { loopbackHosts, loopbackOrigins, normalizeHost, normalizeOrigin } from './origins.js';
+import { loopbackHosts, loopbackOrigins, normalizeHost, normalizeOrigin } from '../model/origins.js';
 
 /** `http` checks every request; `off` passes bytes untouched (for a remote port that is not HTTP). */
 export type GuardMode = 'http' | 'off';

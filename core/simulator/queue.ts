@@ -5,8 +5,8 @@
  * their step count says; an interrupt lands between steps (or between nodes).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NODE_TYPES, type NodeOutput, type RunContext } from '../sim-nodes.js';
-import type { ApiGraph, HistoryEntry } from '../types.js';
+import { NODE_TYPES, type NodeOutput, type RunContext } from './nodes.js';
+import type { ApiGraph, HistoryEntry } from '../comfy/types.js';
 import type { QueueTuple } from './api-types.js';
 import type { FileStore } from './files.js';
 

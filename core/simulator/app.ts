@@ -17,17 +17,17 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
 import type { Duplex } from 'node:stream';
-import { CHECKPOINTS, nodeInfo, objectInfo } from './sim-nodes.js';
-import type { PromptAccepted, PromptErrorBody } from './sim/api-types.js';
-import { DEFAULT_WORKFLOW_UI } from './sim/default-workflow.js';
-import { FOLDER_TYPES, FileStore, StoreFullError, type FolderType } from './sim/files.js';
-import { HttpError, contentTypeOf, isObject, readBody, readJson, sendBytes, sendJson, sendOk } from './sim/http.js';
-import { isPlainName, joinRel, normalRelPath } from './sim/paths.js';
-import { PromptQueue } from './sim/queue.js';
-import { UserData } from './sim/userdata.js';
-import { validatePrompt } from './sim/validate.js';
-import { WsHub } from './sim/ws-hub.js';
-import type { ApiGraph } from './types.js';
+import { CHECKPOINTS, nodeInfo, objectInfo } from './nodes.js';
+import type { PromptAccepted, PromptErrorBody } from './api-types.js';
+import { DEFAULT_WORKFLOW_UI } from './default-workflow.js';
+import { FOLDER_TYPES, FileStore, StoreFullError, type FolderType } from './files.js';
+import { HttpError, contentTypeOf, isObject, readBody, readJson, sendBytes, sendJson, sendOk } from './http.js';
+import { isPlainName, joinRel, normalRelPath } from './paths.js';
+import { PromptQueue } from './queue.js';
+import { UserData } from './userdata.js';
+import { validatePrompt } from './validate.js';
+import { WsHub } from './ws-hub.js';
+import type { ApiGraph } from '../comfy/types.js';
 
 export interface ComfyApp {
   /** Serves one connection (a forwarded SSH channel). */

@@ -6,14 +6,14 @@
  */
 import { existsSync, unlinkSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { serveControl } from './control.js';
-import { describeError } from './errors.js';
+import { serveControl } from '../control/control.js';
+import { describeError } from '../lib/errors.js';
 import { acquireLock } from './lock.js';
-import { addSecret, createLogger, setLogSink } from './log.js';
-import { ensurePrivateDir, homeFiles, resolveVaiHome, socketPathFor } from './paths.js';
-import { loadSettings } from './settings.js';
+import { addSecret, createLogger, setLogSink } from '../lib/log.js';
+import { ensurePrivateDir, homeFiles, resolveVaiHome, socketPathFor } from '../lib/paths.js';
+import { loadSettings } from '../config/settings.js';
 import { Supervisor } from './supervisor.js';
-import { VERSION } from './version.js';
+import { VERSION } from '../lib/version.js';
 
 // stderr is the log file in VAI_HOME (control.ts opens it). Written directly and synchronously:
 // a full disk then costs the lines written meanwhile, never the process (see log.ts `sink`).

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import ssh2 from 'ssh2';
 import type { AuthHandlerMiddleware, ParsedKey } from 'ssh2';
-import { badInput } from './errors.js';
+import { badInput } from '../lib/errors.js';
 
 export const DEFAULT_KEY_NAMES = ['id_ed25519_vastai', 'id_ed25519', 'id_rsa', 'id_ecdsa'];
 

@@ -2,7 +2,7 @@
  * ComfyUI's request and error shapes the simulator answers with, beyond core/comfy/types.ts
  * (kept here so the simulator does not race the client side over that shared file).
  */
-import type { ApiGraph } from '../types.js';
+import type { ApiGraph } from '../comfy/types.js';
 
 /** `POST /prompt`'s body. */
 export interface PromptRequest {

@@ -1,11 +1,11 @@
-/** The package version, read from package.json (one level above core/, or two above dist/core/). */
+/** The package version, read from package.json (above core/lib/, or above dist/core/lib/). */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 function findPackageJson(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
+  for (let i = 0; i < 5; i++) {
     const candidate = path.join(dir, 'package.json');
     if (existsSync(candidate)) return candidate;
     dir = path.dirname(dir);
