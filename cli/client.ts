@@ -2,7 +2,7 @@
  * The CLI's one connection to the supervisor (started on demand by core), shared by the commands
  * of one invocation. Handshake warnings go to stderr.
  */
-import { SupervisorClient } from '../core/control/control.js';
+import { SupervisorClient } from '../core/control/client.js';
 import { note } from './format.js';
 
 let client: Promise<SupervisorClient> | undefined;

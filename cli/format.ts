@@ -2,8 +2,9 @@
  * Output for people and scripts: aligned tables with a total line, JSON for `--json`, errors on
  * stderr. With `--json`, stdout carries the JSON document and nothing else.
  */
-import { isJobDone, type InstanceView, type JobView, type TunnelView } from '../core/api/api.js';
+import { type InstanceView, type JobView, type TunnelView } from '../core/api/api.js';
 import { toVaiError } from '../core/lib/errors.js';
+import { isJobDone } from '../core/model/job.js';
 
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');

@@ -5,7 +5,7 @@
  * this process within a second; the tunnels stay up in the supervisor.
  */
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { SupervisorClient } from '../core/control/control.js';
+import { SupervisorClient } from '../core/control/client.js';
 import { describeError } from '../core/lib/errors.js';
 import { createLogger } from '../core/lib/log.js';
 import { VERSION } from '../core/lib/version.js';

@@ -1,5 +1,5 @@
 /** 100 open-tunnel requests at once, from 10 clients: distinct ports, and time until all carry traffic. */
-import { SupervisorClient } from '../../core/control/control.js';
+import { SupervisorClient } from '../../core/control/client.js';
 import { answers, until } from '../lib/http.js';
 import { fmt, type Report } from '../lib/report.js';
 import type { Vai } from '../lib/vai.js';

@@ -3,7 +3,7 @@
  * time to notice a frozen sshd, and time to carry traffic again after sshd comes back.
  */
 import { spawn } from 'node:child_process';
-import { SupervisorClient } from '../../core/control/control.js';
+import { SupervisorClient } from '../../core/control/client.js';
 import { CLI, ROOT } from '../../test/helpers/cli.js';
 import { freePort, type SshdHandle } from '../../test/helpers/sshd.js';
 import { answers, until } from '../lib/http.js';

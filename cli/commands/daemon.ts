@@ -1,6 +1,6 @@
 /** `daemon status | stop` and `ssh-key`: the supervisor itself, and which key is used. */
 import type { CAC } from 'cac';
-import { SupervisorClient } from '../../core/control/control.js';
+import { SupervisorClient } from '../../core/control/client.js';
 import { badInput } from '../../core/lib/errors.js';
 import { supervisor } from '../client.js';
 import { printJson, printLine } from '../format.js';

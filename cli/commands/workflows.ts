@@ -2,11 +2,11 @@
 import path from 'node:path';
 import type { CAC } from 'cac';
 import type { JobView } from '../../core/api/api.js';
-import { isJobDone } from '../../core/api/api.js';
 import { loadConfigFile, loadJobWorkflow } from '../../core/config/config.js';
 import { badInput, failure } from '../../core/lib/errors.js';
 import { supervisor } from '../client.js';
 import { jobsTable, note, printJson, printLine, ProgressLine, table } from '../format.js';
+import { isJobDone } from '../../core/model/job.js';
 
 /** Each wait on the supervisor is short, so a lost connection is noticed; the job goes on. */
 const WAIT_SLICE_S = 30;

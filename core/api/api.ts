@@ -1,60 +1,15 @@
 /**
  * The typed API both faces of vai-mcp call. It has two implementations:
- * - `Supervisor` (core/supervisor.ts): the in-process one, used by the supervisor and by tests;
- * - `SupervisorClient` (core/control.ts): sends each call over the control socket.
- * Field names are the ones users and scripts see (DESIGN.md section 2), hence snake_case.
+ * - `Supervisor` (core/supervisor/): the in-process one, used by the supervisor and by tests;
+ * - `SupervisorClient` (core/control/client.ts): sends each call over the control socket.
+ * Field names are the ones users and scripts see, hence snake_case; the objects shown are
+ * defined once, in views.ts.
  */
-import type { Config, ProviderName } from '../config/config.js';
+import type { Config } from '../config/config.js';
 import type { RequestEnv } from '../config/settings.js';
-import type { InstanceStatus } from '../store/store.js';
-import type { TunnelState } from '../tunnels/tunnel.js';
+import type { InstanceView, JobView, OfferView, TunnelView } from './views.js';
 
-export interface TunnelView {
-  instance_id: string;
-  provider: ProviderName;
-  local_port: number;
-  url: string;
-  remote_port: number;
-  ssh_host: string;
-  ssh_port: number;
-  ssh_user: string;
-  /** `up` when traffic flows; `closed` when its box stopped or went away (last_error says which). */
-  state: TunnelState | 'closed';
-  last_error: string | null;
-  created_at: string;
-  since: string;
-  bytes_in: number;
-  bytes_out: number;
-  connections: number;
-  /** `http`: every request is checked (a foreign page's requests never reach the box); `off`: not HTTP, bytes as they come. */
-  guard: 'http' | 'off';
-  /** Requests the guard refused with 403 (or 400 for a malformed one). */
-  requests_refused: number;
-}
-
-export type InstanceViewStatus = InstanceStatus | 'destroyed';
-
-export interface InstanceView {
-  instance_id: string;
-  provider: ProviderName;
-  status: InstanceViewStatus;
-  label: string;
-  /** $/hour where the provider has a price, else null. */
-  dph_total: number | null;
-  /** Estimated $ spent so far (dph_total times the hours since it was created), else null. */
-  cost_so_far: number | null;
-  created_at: string;
-  ready_at: string | null;
-  status_message: string | null;
-  ssh_host: string | null;
-  ssh_port: number | null;
-  remote_port: number;
-  request_id: string | null;
-  /** The tunnel once it is open, else null. */
-  tunnel: TunnelView | null;
-  /** A box on the provider account with a vai-mcp label that this machine does not know. */
-  orphan?: boolean;
-}
+export type { InstanceView, JobView, OfferView, TunnelView } from './views.js';
 
 /** A human-readable step of long work, for CLI progress lines and MCP progress notifications. */
 export interface Progress {
@@ -118,23 +73,6 @@ export interface SshKeyReport {
   error: string | null;
 }
 
-export interface OfferView {
-  offer_id: number;
-  gpu_name: string;
-  num_gpus: number;
-  gpu_ram_gb: number | null;
-  /** $/hour billed, storage for the config's disk_size included. */
-  dph_total: number;
-  /** $/GB to download to the box, counted in the ranking (models are downloaded once). */
-  inet_down_cost: number | null;
-  inet_down_mbps: number | null;
-  inet_up_mbps: number | null;
-  reliability: number | null;
-  geolocation: string | null;
-  disk_space_gb: number | null;
-  direct_ssh: boolean;
-}
-
 export interface SearchResult {
   offers: OfferView[];
   max_price_per_hour: number;
@@ -177,39 +115,6 @@ export interface WorkflowSpec {
   file: string;
   parameters: Record<string, unknown>;
   output_dir: string;
-}
-
-/**
- * waiting: a oneshot job waits for its box; submitting: inputs upload and the graph is queued;
- * queued / running: on the box; downloading: outputs come to output_dir; then an end state.
- */
-export type JobStatus = 'waiting' | 'submitting' | 'queued' | 'running' | 'downloading' | 'succeeded' | 'failed' | 'cancelled';
-
-export interface JobView {
-  job_id: string;
-  instance_id: string;
-  status: JobStatus;
-  /** ComfyUI's id of the queued graph, once queued. */
-  prompt_id: string | null;
-  workflow_file: string;
-  output_dir: string;
-  /** The latest progress line, e.g. "node 5 of 7: KSampler (node 3) 35%". */
-  progress: string | null;
-  node_index: number | null;
-  node_count: number | null;
-  /** Percent of the current node (KSampler steps). */
-  percent: number | null;
-  /** Place in the box's queue while queued (1 = next). */
-  queue_position: number | null;
-  /** Local paths of the downloaded outputs. */
-  outputs: string[];
-  error: string | null;
-  created_at: string;
-  finished_at: string | null;
-  /** oneshot --destroy: the box is destroyed when the job ends, however it ends. */
-  destroy_box: boolean;
-  /** Set once that destroy was carried out (true) or failed (false). */
-  box_destroyed: boolean | null;
 }
 
 export interface RunWorkflowParams {
@@ -294,22 +199,4 @@ export interface VaiApi {
   status(p: Record<string, never>, o?: CallOptions): Promise<DaemonStatus>;
   /** Ends the supervisor; records stay, the next start restores them (`daemon stop`, handover). */
   shutdown(p: { reason?: string }, o?: CallOptions): Promise<{ ok: true }>;
-}
-
-export type ApiMethod = keyof VaiApi;
-export const API_METHODS: readonly ApiMethod[] = [
-  'hello', 'createInstances', 'waitForInstances', 'listInstances', 'openTunnel', 'listTunnels',
-  'stopTunnel', 'stopAllTunnels', 'destroyInstance', 'destroyAll', 'sshKey', 'stopInstance', 'startInstance',
-  'instanceLogs', 'searchOffers', 'runWorkflow', 'getJob', 'listJobs', 'listQueue', 'cancelJobs', 'extractOutputs',
-  'oneshot', 'status', 'shutdown',
-];
-
-/** A job that will not change any more. */
-export function isJobDone(status: JobStatus): boolean {
-  return status === 'succeeded' || status === 'failed' || status === 'cancelled';
-}
-
-/** Settled: the box will not change on its own any more (ready, failed, stopped, destroyed). */
-export function isSettled(status: InstanceViewStatus): boolean {
-  return status === 'ready' || status === 'failed' || status === 'destroyed' || status === 'stopped';
 }

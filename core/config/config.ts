@@ -10,9 +10,8 @@ import { badInput } from '../lib/errors.js';
 import { parseJsonText } from '../lib/json.js';
 import { parseAllowList } from '../model/origins.js';
 import { expandHome } from '../lib/paths.js';
+import { PROVIDERS, type ProviderName } from '../model/provider.js';
 
-export const PROVIDERS = ['local', 'ssh', 'vast'] as const;
-export type ProviderName = (typeof PROVIDERS)[number];
 
 export const DEFAULT_REMOTE_PORT = 18188;
 export const DEFAULT_READY_TIMEOUT_S = 1800;

@@ -11,8 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { CallOptions, CancelParams, CancelResult, ExtractResult, JobStatus, JobView, Progress, QueueView, WorkflowSpec } from '../api/api.js';
-import { isJobDone } from '../api/api.js';
+import type { CallOptions, CancelParams, CancelResult, ExtractResult, JobView, Progress, QueueView, WorkflowSpec } from '../api/api.js';
 import { ComfyClient } from '../comfy/client.js';
 import { ExtractManifest } from '../comfy/extract-manifest.js';
 import { outputName, reserveOutputPath } from '../comfy/outputs.js';
@@ -22,6 +21,7 @@ import { badInput, toVaiError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { elapsed, ProgressRelay } from '../lib/progress.js';
 import type { Collection, JobRecord } from '../store/store.js';
+import { isJobDone, type JobStatus } from '../model/job.js';
 
 /** What the job runner needs from the supervisor. */
 export interface JobHost {

@@ -2,12 +2,14 @@
  * What the supervisor needs from a provider of boxes. `local` (the simulator) and `ssh` (a box
  * you already have) implement it now; `vast` rents real ones.
  */
-import type { Config, ProviderName } from '../config/config.js';
+import type { Config } from '../config/config.js';
 import type { Logger } from '../lib/log.js';
 import type { Settings, RequestEnv } from '../config/settings.js';
 import type { SshAuth } from '../tunnels/ssh-auth.js';
-import type { InstanceRecord, InstanceStatus, SshEndpoint } from '../store/store.js';
+import type { InstanceRecord } from '../store/store.js';
 import type { VastOffer } from './vast/api.js';
+import type { ProviderName } from '../model/provider.js';
+import type { InstanceStatus, SshEndpoint } from '../model/instance.js';
 
 export interface ProviderContext {
   /** The caller's environment (keys, passphrase, agent socket), see DESIGN.md "Its environment". */

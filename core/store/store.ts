@@ -8,26 +8,15 @@
 import { chmodSync, closeSync, existsSync, openSync, renameSync } from 'node:fs';
 import Keyv from 'keyv';
 import KeyvSqlite from '@keyv/sqlite';
-import type { JobStatus, WorkflowSpec } from '../api/api.js';
+import type { WorkflowSpec } from '../api/api.js';
 import type { NodeMap } from '../comfy/types.js';
-import type { Config, ProviderName } from '../config/config.js';
+import type { Config } from '../config/config.js';
 import { homeWriteError } from '../lib/errors.js';
 import { Mutex } from '../lib/mutex.js';
 import { homeFiles } from '../lib/paths.js';
-
-export type InstanceStatus =
-  | 'provisioning' // asked for, not yet reachable
-  | 'loading' // the provider is starting it
-  | 'running' // the provider says it runs; tunnel or app not ready yet
-  | 'ready' // tunnel up and ComfyUI answering
-  | 'failed' // will not become ready; see `error`
-  | 'stopped'; // paused by the user
-
-export interface SshEndpoint {
-  host: string;
-  port: number;
-  user: string;
-}
+import type { JobStatus } from '../model/job.js';
+import type { ProviderName } from '../model/provider.js';
+import type { InstanceStatus, SshEndpoint } from '../model/instance.js';
 
 export interface InstanceRecord {
   instance_id: string;

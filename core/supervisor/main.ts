@@ -6,7 +6,7 @@
  */
 import { existsSync, unlinkSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { serveControl } from '../control/control.js';
+import { serveControl } from '../control/server.js';
 import { describeError } from '../lib/errors.js';
 import { acquireLock } from './lock.js';
 import { addSecret, createLogger, setLogSink } from '../lib/log.js';

@@ -8,16 +8,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type {
-  CallOptions, CancelParams, CancelResult, CreateParams, CreateResult, DaemonStatus, DestroyResult, ExtractResult, HelloParams,
-  HelloResult, InstanceView, JobView, OfferView, OneshotParams, OpenTunnelParams, QueueView, RunWorkflowParams, SearchResult,
-  SshKeyReport, StopTunnelResult, TunnelView, VaiApi, WaitParams,
-} from '../api/api.js';
-import { isJobDone, isSettled } from '../api/api.js';
+import type { CallOptions, CancelParams, CancelResult, CreateParams, CreateResult, DaemonStatus, DestroyResult, ExtractResult, HelloParams, HelloResult, InstanceView, JobView, OfferView, OneshotParams, OpenTunnelParams, QueueView, RunWorkflowParams, SearchResult, SshKeyReport, StopTunnelResult, TunnelView, VaiApi, WaitParams } from '../api/api.js';
 import { checkComfy } from '../comfy/client.js';
 import { NO_ALLOWANCES, type GuardAllowances } from '../tunnels/guard.js';
 import { parseAllowList } from '../model/origins.js';
-import { parseConfig, resolveConfigPaths, type Config, type ProviderName } from '../config/config.js';
+import { parseConfig, resolveConfigPaths, type Config } from '../config/config.js';
 import { badInput, failure, toVaiError, unknownInstance, VaiError } from '../lib/errors.js';
 import { addSecret, type Logger } from '../lib/log.js';
 import { Mutex } from '../lib/mutex.js';
@@ -33,8 +28,12 @@ import { VastProvider } from '../providers/vast/provider.js';
 import { loadSettings, requestEnvFrom, type RequestEnv, type Settings } from '../config/settings.js';
 import { defaultKeyCandidates, describeAuth, loadPrivateKey, resolveAuth } from '../tunnels/ssh-auth.js';
 import { StateStore, type InstanceRecord, type RequestRecord, type TunnelRecord } from '../store/store.js';
-import { Tunnel, type HostKeyVerdict, type TunnelState } from '../tunnels/tunnel.js';
+import { Tunnel, type HostKeyVerdict } from '../tunnels/tunnel.js';
 import { compareVersions, VERSION } from '../lib/version.js';
+import { isJobDone } from '../model/job.js';
+import { isSettled } from '../model/instance.js';
+import type { ProviderName } from '../model/provider.js';
+import type { TunnelState } from '../model/tunnel.js';
 
 export interface SupervisorOptions {
   home: string;

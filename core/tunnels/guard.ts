@@ -17,8 +17,6 @@ import type { HeadCheck, Refusal, RequestHead } from './http-framing.js';
 import { isRefusal, malformed, singleField } from './http-framing.js';
 import { loopbackHosts, loopbackOrigins, normalizeHost, normalizeOrigin } from '../model/origins.js';
 
-/** `http` checks every request; `off` passes bytes untouched (for a remote port that is not HTTP). */
-export type GuardMode = 'http' | 'off';
 
 export interface GuardAllowances {
   /** Normalised origins whose pages may drive the box. */

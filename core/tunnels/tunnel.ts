@@ -21,15 +21,16 @@ import ssh2 from 'ssh2';
 import type { Client as SshClient, ClientChannel } from 'ssh2';
 import { ReconnectSchedule } from '../lib/backoff.js';
 import { noteBytesCarried } from './gc-pacing.js';
-import { GuardPolicy, NO_ALLOWANCES, type GuardAllowances, type GuardMode } from './guard.js';
+import { GuardPolicy, NO_ALLOWANCES, type GuardAllowances } from './guard.js';
 import type { Refusal } from './http-framing.js';
 import { carry, carryGuarded } from './local-connection.js';
 import { silentLogger, type Logger } from '../lib/log.js';
 import { hasIpv6Loopback } from './ports.js';
 import { authOptions, describeAuth, fingerprint, hostKeyMismatchHint, type SshAuth } from './ssh-auth.js';
-import type { SshEndpoint } from '../store/store.js';
+import type { GuardMode } from '../model/tunnel.js';
+import type { SshEndpoint } from '../model/instance.js';
+import type { TunnelState } from '../model/tunnel.js';
 
-export type TunnelState = 'connecting' | 'up' | 'remote_down' | 'reconnecting' | 'failed' | 'port_conflict' | 'stopped';
 
 /** The answer of the host-key pin store for one key. */
 export type HostKeyVerdict = { ok: true } | { ok: false; expected: string };

@@ -1,11 +1,12 @@
 /** Tools for boxes: create_instance, list_instances, destroy_instance. */
 import { z } from 'zod';
 import type { InstanceView, Progress } from '../../core/api/api.js';
-import { loadConfigFile, parseConfig, PROVIDERS, resolveConfigPaths, type Config } from '../../core/config/config.js';
+import { loadConfigFile, parseConfig, resolveConfigPaths, type Config } from '../../core/config/config.js';
 import { badInput } from '../../core/lib/errors.js';
 import { argPath } from '../paths.js';
 import { InstancesOutput } from '../schemas.js';
 import { defineTool, type ToolContext } from '../tool.js';
+import { PROVIDERS } from '../../core/model/provider.js';
 
 /** No call may block longer than this (MCP hosts give up at ~60 s). */
 const CALL_BUDGET_MS = 45_000;

@@ -2,23 +2,10 @@
 import { z } from 'zod';
 import { loadConfigFile, parseConfig, resolveConfigPaths } from '../../core/config/config.js';
 import { badInput } from '../../core/lib/errors.js';
+import { OfferViewSchema } from '../../core/api/views.js';
 import { argPath } from '../paths.js';
 import { defineTool } from '../tool.js';
 
-const OfferSchema = z.object({
-  offer_id: z.number(),
-  gpu_name: z.string(),
-  num_gpus: z.number(),
-  gpu_ram_gb: z.number().nullable(),
-  dph_total: z.number().describe('$/hour billed, storage included'),
-  inet_down_cost: z.number().nullable(),
-  inet_down_mbps: z.number().nullable(),
-  inet_up_mbps: z.number().nullable(),
-  reliability: z.number().nullable(),
-  geolocation: z.string().nullable(),
-  disk_space_gb: z.number().nullable(),
-  direct_ssh: z.boolean(),
-});
 
 export const offerTools = [
   defineTool({
@@ -30,7 +17,7 @@ export const offerTools = [
       config_path: z.string().optional().describe('Path of a config JSON file (absolute is best).'),
       limit: z.number().int().min(1).max(100).default(10).describe('How many offers to return.'),
     }),
-    output: z.object({ offers: z.array(OfferSchema), max_price_per_hour: z.number() }),
+    output: z.object({ offers: z.array(OfferViewSchema), max_price_per_hour: z.number() }),
     annotations: { readOnlyHint: true, openWorldHint: true },
     async handle(args, ctx) {
       if (!args.config === !args.config_path) throw badInput('Give exactly one of config or config_path.', 'For example: {"config": {"provider": "vast", "instance_config": {"gpu_name": "RTX 4090"}}}.');

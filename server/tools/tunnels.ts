@@ -1,6 +1,6 @@
 /** Tools for tunnels: open_tunnel, list_tunnels, close_tunnel. */
 import { z } from 'zod';
-import { TunnelSchema } from '../schemas.js';
+import { TunnelViewSchema } from '../../core/api/views.js';
 import { defineTool } from '../tool.js';
 
 const instanceId = z.string().min(1).describe('The box, e.g. "local-1" (from create_instance or list_instances).');
@@ -14,7 +14,7 @@ export const tunnelTools = [
       instance_id: instanceId,
       local_port: z.number().int().min(1024).max(65535).optional().describe('Local port to use (1024-65535). Leave it out unless the user asked for a port.'),
     }),
-    output: z.object({ tunnel: TunnelSchema }),
+    output: z.object({ tunnel: TunnelViewSchema }),
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
     async handle(args, ctx) {
       return { tunnel: await ctx.api.openTunnel({ instance_id: args.instance_id, port: args.local_port }) };
@@ -26,7 +26,7 @@ export const tunnelTools = [
     title: 'List tunnels',
     description: 'List the open tunnels with their http://localhost URLs and states ("up" when traffic flows). The same list the user sees with `vai-mcp-cli tunnel --list`.',
     input: z.strictObject({}),
-    output: z.object({ tunnels: z.array(TunnelSchema) }),
+    output: z.object({ tunnels: z.array(TunnelViewSchema) }),
     annotations: { readOnlyHint: true, openWorldHint: false },
     async handle(_args, ctx) {
       return { tunnels: await ctx.api.listTunnels({}) };

@@ -4,19 +4,19 @@ import path from 'node:path';
 import type { ContentBlock } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { JobView, WorkflowSpec } from '../../core/api/api.js';
-import { isJobDone } from '../../core/api/api.js';
 import { loadJobWorkflow, resolveParameterPaths } from '../../core/config/config.js';
 import { badInput } from '../../core/lib/errors.js';
 import { argPath } from '../paths.js';
-import { JobSchema } from '../schemas.js';
+import { JobViewSchema } from '../../core/api/views.js';
 import { defineTool, type ToolContext } from '../tool.js';
+import { isJobDone } from '../../core/model/job.js';
 
 const MAX_WAIT_S = 45;
 /** Images inline in get_job: small ones only, a few at most (hosts cap a result's size). */
 const INLINE_MAX_BYTES = 512 * 1024;
 const INLINE_MAX_IMAGES = 4;
 
-const JobOutput = z.object({ job: JobSchema, summary: z.string().describe('What happened, and what to do next') });
+const JobOutput = z.object({ job: JobViewSchema, summary: z.string().describe('What happened, and what to do next') });
 
 /** One line a model can act on. */
 export function summarizeJob(job: JobView): string {

@@ -6,7 +6,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SupervisorClient } from '../../core/control/control.js';
+import { SupervisorClient } from '../../core/control/client.js';
 import { makeSandbox, waitUntil, type Sandbox } from '../helpers/cli.js';
 import { canBind, httpGet, instanceIdOfPage } from '../helpers/net.js';
 

@@ -4,7 +4,7 @@
  * listener of the supervisor is on loopback (DESIGN.md invariants 1 and 2).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SupervisorClient } from '../../core/control/control.js';
+import { SupervisorClient } from '../../core/control/client.js';
 import { makeSandbox, type Sandbox } from '../helpers/cli.js';
 import { isLoopback, listeningAddresses } from '../helpers/sockets.js';
 

@@ -8,9 +8,10 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isJobDone, type JobView } from '../../core/api/api.js';
+import { type JobView } from '../../core/api/api.js';
 import { readPngInfo } from '../../core/simulator/png.js';
 import { makeSandbox, ROOT, waitUntil, type Sandbox } from '../helpers/cli.js';
+import { isJobDone } from '../../core/model/job.js';
 
 const SERVER = path.join(ROOT, 'dist', 'server', 'index.js');
 const EXAMPLES = path.join(ROOT, 'examples');

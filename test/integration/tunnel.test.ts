@@ -15,9 +15,10 @@ import type { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { hasIpv6Loopback } from '../../core/tunnels/ports.js';
 import { loadPrivateKey } from '../../core/tunnels/ssh-auth.js';
-import { Tunnel, type HostKeyCheck, type TunnelState } from '../../core/tunnels/tunnel.js';
+import { Tunnel, type HostKeyCheck } from '../../core/tunnels/tunnel.js';
 import { deterministicBytes, expectedSha256, startOrigin, type Origin } from '../helpers/origin.js';
 import { freePort, startSshd, type SshdHandle } from '../helpers/sshd.js';
+import type { TunnelState } from '../../core/model/tunnel.js';
 
 const MiB = 1024 * 1024;
 

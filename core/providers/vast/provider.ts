@@ -11,9 +11,10 @@ import { readFileSync } from 'node:fs';
 import type { Config } from '../../config/config.js';
 import { badInput, failure } from '../../lib/errors.js';
 import { resolveAuth, type SshAuth } from '../../tunnels/ssh-auth.js';
-import type { InstanceRecord, SshEndpoint } from '../../store/store.js';
+import type { InstanceRecord } from '../../store/store.js';
 import type { BoxStatus, CreatedBox, CreateSpec, Provider, ProviderContext } from '../provider.js';
 import { AmbiguousCreateError, findVastApiKey, VastApi, type VastInstance, type VastOffer } from './api.js';
+import type { SshEndpoint } from '../../model/instance.js';
 
 export const DEFAULT_IMAGE = 'vastai/comfy:@vastai-automatic-tag';
 /**

@@ -1,0 +1,98 @@
+/**
+ * The objects both faces show: one zod schema each, its TypeScript type inferred from it. The
+ * CLI prints them with `--json` and the MCP tools return them (their output schemas are these),
+ * so an agent and a person see the same thing.
+ */
+import { z } from 'zod';
+import type { InstanceViewStatus } from '../model/instance.js';
+import type { JobStatus } from '../model/job.js';
+import type { ProviderName } from '../model/provider.js';
+import { TUNNEL_STATES } from '../model/tunnel.js';
+
+/**
+ * A string in the schema (as the tools have always published it), typed as its known values in
+ * the code that builds the objects.
+ */
+function known<T extends string>(description?: string): z.ZodType<T> {
+  const s = z.string();
+  return (description ? s.describe(description) : s) as unknown as z.ZodType<T>;
+}
+
+export const TunnelViewSchema = z.object({
+  instance_id: z.string(),
+  provider: known<ProviderName>(),
+  local_port: z.number().describe('Local port on this machine'),
+  url: z.string().describe('Open this in a browser: http://localhost:<local_port>'),
+  remote_port: z.number(),
+  ssh_host: z.string(),
+  ssh_port: z.number(),
+  ssh_user: z.string(),
+  state: z
+    .enum([...TUNNEL_STATES, 'closed'])
+    .describe('"up" when traffic flows; connecting, reconnecting, remote_down (box app not answering yet), failed, port_conflict, stopped, closed (its box stopped or went away: last_error says which)'),
+  last_error: z.string().nullable(),
+  created_at: z.string(),
+  since: z.string(),
+  bytes_in: z.number(),
+  bytes_out: z.number(),
+  connections: z.number(),
+  guard: z.enum(['http', 'off']).describe('"http": requests from other web pages are refused (403) before they reach the box; "off": not HTTP, bytes pass as they come'),
+  requests_refused: z.number().describe('Requests the guard refused; none of them reached the box'),
+});
+export type TunnelView = z.infer<typeof TunnelViewSchema>;
+
+export const InstanceViewSchema = z.object({
+  instance_id: z.string(),
+  provider: known<ProviderName>(),
+  status: known<InstanceViewStatus>('provisioning, loading, running, ready (ComfyUI answers through the tunnel), failed, stopped, destroyed'),
+  label: z.string(),
+  dph_total: z.number().nullable().describe('Price in $/hour, null where the provider has none'),
+  cost_so_far: z.number().nullable().describe('Estimated $ spent so far, null where the provider has no price'),
+  created_at: z.string(),
+  ready_at: z.string().nullable(),
+  status_message: z.string().nullable(),
+  ssh_host: z.string().nullable(),
+  ssh_port: z.number().nullable(),
+  remote_port: z.number(),
+  request_id: z.string().nullable(),
+  tunnel: TunnelViewSchema.nullable().describe('The tunnel once it is open, with its url; null before'),
+  orphan: z.boolean().optional(),
+});
+export type InstanceView = z.infer<typeof InstanceViewSchema>;
+
+export const JobViewSchema = z.object({
+  job_id: z.string(),
+  instance_id: z.string(),
+  status: known<JobStatus>('waiting (for its box), submitting, queued, running, downloading, succeeded, failed, cancelled'),
+  prompt_id: z.string().nullable().describe("ComfyUI's id of the queued graph"),
+  workflow_file: z.string(),
+  output_dir: z.string(),
+  progress: z.string().nullable().describe('The latest progress line, e.g. "node 5 of 7: KSampler (node 3) 35%"'),
+  node_index: z.number().nullable(),
+  node_count: z.number().nullable(),
+  percent: z.number().nullable(),
+  queue_position: z.number().nullable(),
+  outputs: z.array(z.string()).describe('Absolute paths of the downloaded output files on this machine'),
+  error: z.string().nullable(),
+  created_at: z.string(),
+  finished_at: z.string().nullable(),
+  destroy_box: z.boolean(),
+  box_destroyed: z.boolean().nullable(),
+});
+export type JobView = z.infer<typeof JobViewSchema>;
+
+export const OfferViewSchema = z.object({
+  offer_id: z.number(),
+  gpu_name: z.string(),
+  num_gpus: z.number(),
+  gpu_ram_gb: z.number().nullable(),
+  dph_total: z.number().describe('$/hour billed, storage included'),
+  inet_down_cost: z.number().nullable(),
+  inet_down_mbps: z.number().nullable(),
+  inet_up_mbps: z.number().nullable(),
+  reliability: z.number().nullable(),
+  geolocation: z.string().nullable(),
+  disk_space_gb: z.number().nullable(),
+  direct_ssh: z.boolean(),
+});
+export type OfferView = z.infer<typeof OfferViewSchema>;
