@@ -8,6 +8,7 @@ import { supervisor } from '../client.js';
 import { instancesTable, note, printJson, printLine, ProgressLine } from '../format.js';
 import { canAsk, confirm } from '../prompt.js';
 import { parseCount } from './options.js';
+import { MAX_BOXES_PER_CREATE } from '../../core/model/limits.js';
 
 /**
  * Waits for boxes to become ready (or fail), showing progress on stderr. A Ctrl-C ends the wait
@@ -101,7 +102,7 @@ export function registerInstanceCommands(cli: CAC): void {
 
   cli
     .command('create <config>', 'Create boxes from a config file, open their tunnels and print their URLs')
-    .option('--count <n>', 'How many boxes (1-10)', { default: 1 })
+    .option('--count <n>', `How many boxes (1-${MAX_BOXES_PER_CREATE})`, { default: 1 })
     .option('--no-wait', 'Return as soon as the boxes are asked for, without waiting until they are ready')
     .option('--json', 'Print the instances as JSON')
     .example('vai-mcp-cli create examples/local.json --count 3')

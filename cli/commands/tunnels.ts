@@ -4,6 +4,7 @@ import { badInput } from '../../core/lib/errors.js';
 import { supervisor } from '../client.js';
 import { note, printJson, printLine, table, tunnelsTable } from '../format.js';
 import { parsePort } from './options.js';
+import { MAX_PORT, MIN_PORT } from '../../core/model/limits.js';
 
 interface TunnelOptions {
   list?: boolean;
@@ -17,7 +18,7 @@ interface TunnelOptions {
 export function registerTunnelCommands(cli: CAC): void {
   cli
     .command('tunnel [instance-id]', 'Open (or re-open) the tunnel of an instance; --list, --stop <id>, --stop-all')
-    .option('--port <port>', 'Local port to use (1024-65535); taken is an error, never a silent other port')
+    .option('--port <port>', `Local port to use (${MIN_PORT}-${MAX_PORT}); taken is an error, never a silent other port`)
     .option('--reset-host-key', 'Accept a new host key for this instance (after it was rebuilt)')
     .option('--list', 'List the open tunnels, in any state')
     .option('--stop <instance-id>', 'Close the tunnel of an instance and free its port')

@@ -27,7 +27,7 @@ export interface CallOptions {
 }
 
 export interface CreateParams {
-  /** A validated config with absolute paths (see core/config.ts). */
+  /** A validated config with absolute paths (see core/config/config.ts). */
   config: Config;
   count?: number;
   /** Idempotency key: the same id returns the same boxes and never rents twice. */

@@ -14,6 +14,7 @@ import { Readable } from 'node:stream';
 import type WebSocket from 'ws';
 import { badInput, failure, VaiError } from '../lib/errors.js';
 import type { ApiGraph, ComfyEvent, ComfyFileRef, HistoryEntry, ObjectInfo, QueueItem } from './types.js';
+import { isObject } from '../lib/json.js';
 
 export interface SystemStats {
   system?: { comfyui_version?: string };
@@ -81,9 +82,6 @@ function clip(s: string, max = MAX_DETAIL): string {
   return t.length > max ? `${t.slice(0, max)}...` : t;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** What went wrong under a failed fetch: "connection refused" rather than "fetch failed". */
 function networkCause(err: unknown): string {

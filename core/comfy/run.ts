@@ -5,10 +5,12 @@
  */
 import path from 'node:path';
 import { failure, toVaiError, VaiError } from '../lib/errors.js';
+import { isObject } from '../lib/json.js';
+import { sleep } from '../lib/timers.js';
 import type { ComfyClient } from './client.js';
 import { outputName, reserveOutputPath } from './outputs.js';
 import type { ApiGraph, ComfyEvent, ComfyFileRef, HistoryEntry, NodeMap } from './types.js';
-import { applyUploads, loadWorkflowFile, prepareWorkflow } from './workflow.js';
+import { applyUploads, loadWorkflowFile, prepareWorkflow } from './workflow/prepare.js';
 
 export interface JobProgress {
   phase: 'uploading' | 'queued' | 'running' | 'downloading' | 'done';
@@ -87,9 +89,6 @@ const SAFETY_POLL_MS = 5_000;
 /** Consecutive failed polls before followJob gives up (the caller decides whether to retry). */
 const MAX_POLL_FAILURES = 3;
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function isFileRef(v: unknown): v is ComfyFileRef {
   return isObject(v) && typeof v.filename === 'string' && v.filename !== '' && typeof v.type === 'string';
@@ -269,18 +268,16 @@ class ProgressTracker {
   }
 }
 
-function sleep(ms: number, signal: AbortSignal | undefined, wakeUp: { wake?: () => void }): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      wakeUp.wake = undefined;
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-    wakeUp.wake = done;
-  });
+/** Cuts the poller's current pause short when /ws has news (or drops), so it checks at once. */
+class Waker {
+  private early = new AbortController();
+  wake(): void {
+    this.early.abort();
+  }
+  pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    if (this.early.signal.aborted) this.early = new AbortController();
+    return sleep(ms, signal ? AbortSignal.any([signal, this.early.signal]) : this.early.signal);
+  }
 }
 
 /**
@@ -302,18 +299,18 @@ export async function followJob(
   const { signal } = opts;
   signal?.throwIfAborted();
   const pollMs = opts.pollMs ?? 1000;
-  const waker: { wake?: () => void } = {};
+  const waker = new Waker();
   const tracker = new ProgressTracker(promptId, opts.nodeCount, opts.nodes, (p) => opts.onProgress?.(p));
   let wsUp = false;
   const watch = client.watch(opts.clientId, (e) => {
-    if (tracker.onEvent(e)) waker.wake?.();
+    if (tracker.onEvent(e)) waker.wake();
   });
   void watch.connected.then((ok) => {
     wsUp = ok;
   });
   void watch.closed.then(() => {
     wsUp = false;
-    waker.wake?.(); // fall back to polling at once
+    waker.wake(); // fall back to polling at once
   });
 
   /** One look at the box; the result when the prompt has ended. */
@@ -352,7 +349,7 @@ export async function followJob(
         }
       }
       const wait = !wsUp || tracker.endHinted || tracker.queueMoved || failures > 0 ? pollMs : Math.min(SAFETY_POLL_MS, Math.max(pollMs, SAFETY_POLL_MS - (Date.now() - lastCheck)));
-      await sleep(wait, signal, waker);
+      await waker.pause(wait, signal);
     }
   } finally {
     watch.close();

@@ -1,5 +1,5 @@
 /**
- * The config file (DESIGN.md section 2): what box to rent and what to run on it. Validated with zod;
+ * The config file: what box to rent and what to run on it. Validated with zod;
  * unknown keys are errors that name the key, because a typo must never rent the wrong box.
  * The original `vai` toolkit's own keys are known (accepted, ignored where they mean nothing here).
  */
@@ -141,7 +141,7 @@ export function parseConfig(raw: unknown, source = 'config', opts: { needProvide
 
 /**
  * Reads and validates a config file, and makes every path inside it absolute against the file's
- * folder (DESIGN.md "Paths"). Runs in the client, before a request leaves it.
+ * folder (clients send absolute paths: the supervisor runs elsewhere). Runs in the client, before a request leaves it.
  */
 export function loadConfigFile(file: string, opts: { needProvider?: boolean } = {}): Config {
   const abs = path.resolve(expandHome(file));

@@ -9,6 +9,7 @@ import { formatIssues } from './config.js';
 import { parseJsonText } from '../lib/json.js';
 import { badInput } from '../lib/errors.js';
 import { parseAllowList } from '../model/origins.js';
+import { MAX_PORT, MIN_PORT } from '../model/limits.js';
 import { homeFiles, resolveVaiHome } from '../lib/paths.js';
 
 export const DEFAULT_BASE_PORT = 8188;
@@ -17,7 +18,7 @@ export const DEFAULT_MAX_PRICE_PER_HOUR = 1.5;
 export const DEFAULT_VAST_URL = 'https://console.vast.ai';
 
 const SettingsFileSchema = z.strictObject({
-  vai_base_port: z.number().int().min(1024).max(65535).optional(),
+  vai_base_port: z.number().int().min(MIN_PORT).max(MAX_PORT).optional(),
   vai_max_instances: z.number().int().min(0).optional(),
   vai_max_price_per_hour: z.number().positive().optional(),
   /** A list, or one comma-separated string as in the environment variable. */
@@ -42,7 +43,7 @@ export interface Settings {
 }
 
 /**
- * The variables a client sends with each request (DESIGN.md "Its environment"): the supervisor
+ * The variables a client sends with each request: the supervisor
  * outlives the client that started it, so it uses the caller's values, not its own.
  */
 export const REQUEST_ENV_KEYS = [

@@ -13,15 +13,16 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { CallOptions, CancelParams, CancelResult, ExtractResult, JobView, Progress, QueueView, WorkflowSpec } from '../api/api.js';
 import { ComfyClient } from '../comfy/client.js';
-import { ExtractManifest } from '../comfy/extract-manifest.js';
-import { outputName, reserveOutputPath } from '../comfy/outputs.js';
 import { downloadOutputs, followJob, submitWorkflow, type JobProgress } from '../comfy/run.js';
-import type { ComfyFileRef } from '../comfy/types.js';
 import { badInput, toVaiError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { elapsed, ProgressRelay } from '../lib/progress.js';
-import type { Collection, JobRecord } from '../store/store.js';
+import { nowIso, sleep } from '../lib/timers.js';
 import { isJobDone, type JobStatus } from '../model/job.js';
+import type { Collection, JobRecord } from '../store/store.js';
+import { extractOutputs } from './extract.js';
+import { LiveJobs } from './live.js';
+import { cancelJobs, queueOf } from './queue.js';
 
 /** What the job runner needs from the supervisor. */
 export interface JobHost {
@@ -35,38 +36,10 @@ export interface JobHost {
 /** How long a job waits for its box's tunnel to come back before it is given up. */
 const LINK_PATIENCE_MS = 120_000;
 const URL_WAIT_MS = 20_000;
-/** Progress lines for one job at most this often (KSampler steps can be much faster). */
-const PROGRESS_EVERY_MS = 250;
-
-interface LiveJob {
-  progress: string | null;
-  node_index: number | null;
-  percent: number | null;
-  queue_position: number | null;
-  lastSentAt: number;
-  /** The timer that sends the latest held-back line. */
-  trailing?: NodeJS.Timeout;
-  abort: AbortController;
-}
-
-function nowIso(): string {
-  return new Date().toISOString();
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    t.unref();
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
-}
 
 export class JobRunner {
-  private readonly live = new Map<string, LiveJob>();
   private readonly events = new EventEmitter();
+  private readonly live = new LiveJobs(this.events, (id) => this.store.get(id)?.instance_id);
 
   constructor(
     private readonly store: Collection<JobRecord>,
@@ -137,51 +110,13 @@ export class JobRunner {
     if (!rec || isJobDone(rec.status)) return;
     await this.update(jobId, { ...patch, status, finished_at: nowIso() });
     const what = status === 'succeeded' ? `succeeded: ${rec.outputs.length + (patch.outputs?.length ?? 0)} file(s) in ${rec.workflow.output_dir}` : `${status}${patch.error ? `: ${patch.error}` : ''}`;
-    this.say(jobId, what, true);
+    this.live.say(jobId, what, true);
     this.host.log.info(`${jobId} on ${rec.instance_id} ${what}`);
-    clearTimeout(this.live.get(jobId)?.trailing);
-    this.live.get(jobId)?.abort.abort();
-    this.live.delete(jobId);
-  }
-
-  private liveOf(jobId: string): LiveJob {
-    let l = this.live.get(jobId);
-    if (!l) {
-      l = { progress: null, node_index: null, percent: null, queue_position: null, lastSentAt: 0, abort: new AbortController() };
-      this.live.set(jobId, l);
-    }
-    return l;
-  }
-
-  /**
-   * Records a progress line and tells waiting callers: at most one line per PROGRESS_EVERY_MS
-   * (the latest one, at the end of the interval) unless `force`.
-   */
-  private say(jobId: string, message: string, force = false): void {
-    const l = this.live.get(jobId);
-    const emit = (text: string) => {
-      const rec = this.store.get(jobId);
-      this.events.emit('progress', { job_id: jobId, instance_id: rec?.instance_id, message: text });
-    };
-    if (!l) return emit(message);
-    l.progress = message;
-    const now = Date.now();
-    if (force || now - l.lastSentAt >= PROGRESS_EVERY_MS) {
-      clearTimeout(l.trailing);
-      l.trailing = undefined;
-      l.lastSentAt = now;
-      return emit(message);
-    }
-    l.trailing ??= setTimeout(() => {
-      l.trailing = undefined;
-      l.lastSentAt = Date.now();
-      if (this.live.get(jobId) === l && l.progress) emit(l.progress);
-    }, PROGRESS_EVERY_MS - (now - l.lastSentAt));
-    l.trailing.unref();
+    this.live.end(jobId);
   }
 
   private onProgress(jobId: string, p: JobProgress): void {
-    const l = this.liveOf(jobId);
+    const l = this.live.of(jobId);
     l.node_index = p.node_index ?? l.node_index;
     l.percent = p.percent ?? null;
     l.queue_position = p.queue_position ?? null;
@@ -189,7 +124,7 @@ export class JobRunner {
     const next: JobStatus | undefined = p.phase === 'queued' ? 'queued' : p.phase === 'running' ? 'running' : p.phase === 'downloading' ? 'downloading' : undefined;
     const changed = !!rec && !!next && rec.status !== next && !isJobDone(rec.status);
     if (changed) void this.update(jobId, { status: next }).catch((err) => this.host.log.warn(`${jobId}: ${toVaiError(err).message}`));
-    this.say(jobId, p.message, changed);
+    this.live.say(jobId, p.message, changed);
   }
 
   // ------------------------------------------------------------ running
@@ -207,7 +142,7 @@ export class JobRunner {
       destroy_box: !!opts.destroyBox,
     };
     await this.store.set(rec.job_id, rec);
-    this.liveOf(rec.job_id);
+    this.live.of(rec.job_id);
     return rec;
   }
 
@@ -220,7 +155,7 @@ export class JobRunner {
     if (rec.status === 'waiting') await this.update(jobId, { status: 'submitting' });
     try {
       const client = await this.clientOf(rec.instance_id);
-      this.say(jobId, 'preparing the workflow', true);
+      this.live.say(jobId, 'preparing the workflow', true);
       const queued = await submitWorkflow(client, { file: rec.workflow.file, parameters: rec.workflow.parameters }, {
         clientId: rec.client_id,
         onProgress: (p) => this.onProgress(jobId, p),
@@ -251,7 +186,7 @@ export class JobRunner {
   private async followOnce(jobId: string): Promise<void> {
     const rec = this.record(jobId);
     if (!rec.prompt_id) throw new Error('the job was never queued');
-    const live = this.liveOf(jobId);
+    const live = this.live.of(jobId);
     const signal = live.abort.signal;
     let lostSince: number | undefined;
     for (;;) {
@@ -277,7 +212,7 @@ export class JobRunner {
         lostSince ??= Date.now();
         const e = toVaiError(err);
         if (Date.now() - lostSince > LINK_PATIENCE_MS) throw new Error(`lost touch with ${rec.instance_id} for ${LINK_PATIENCE_MS / 1000} s (${e.message})`);
-        this.say(jobId, `waiting for ${rec.instance_id} (${e.message})`);
+        this.live.say(jobId, `waiting for ${rec.instance_id} (${e.message})`);
         await sleep(2_000, signal);
         continue;
       }
@@ -286,7 +221,7 @@ export class JobRunner {
         return this.finish(jobId, result.status, { error: result.error ?? (result.status === 'cancelled' ? 'cancelled' : 'the job failed on the box') });
       }
       await this.update(jobId, { status: 'downloading' });
-      this.say(jobId, `downloading ${result.outputs.length} output file(s)`, true);
+      this.live.say(jobId, `downloading ${result.outputs.length} output file(s)`, true);
       const files = await downloadOutputs(client, result.outputs, { outputDir: rec.workflow.output_dir, instanceId: rec.instance_id, when: new Date() });
       return this.finish(jobId, 'succeeded', { outputs: files });
     }
@@ -367,89 +302,16 @@ export class JobRunner {
     return new ComfyClient(await this.host.comfyUrl(instanceId, URL_WAIT_MS));
   }
 
-  async queue(instanceId: string, client?: ComfyClient): Promise<QueueView> {
-    const q = await (client ?? (await this.clientOf(instanceId))).queue();
-    const ours = new Map(this.store.values().filter((r) => r.prompt_id).map((r) => [r.prompt_id!, r.job_id]));
-    const row = (i: { prompt_id: string; number: number }) => ({ prompt_id: i.prompt_id, number: i.number, job_id: ours.get(i.prompt_id) ?? null });
-    return { instance_id: instanceId, running: q.running.map(row), pending: q.pending.map(row) };
+  async queue(instanceId: string): Promise<QueueView> {
+    return queueOf(instanceId, await this.clientOf(instanceId), this.store);
   }
 
-  async cancel(p: CancelParams): Promise<CancelResult> {
-    if (!p.all && !p.job_id) {
-      throw badInput('Name the job to cancel, or pass all.', {
-        cli: `Example: vai-mcp-cli cancel ${p.instance_id} job-3 (or --all; --list shows the queue).`,
-        agent: 'Give job_id (from run_workflow), or all: true.',
-      });
-    }
-    if (p.all && p.job_id) throw badInput('Pass a job id or all, not both.');
-    const cancelled: CancelResult['cancelled'] = [];
-    // A job still waiting for its box (oneshot) is not on any queue yet.
-    const mine = p.job_id ? this.store.get(p.job_id) : undefined;
-    if (mine && mine.instance_id !== p.instance_id) {
-      throw badInput(`${p.job_id} runs on ${mine.instance_id}, not ${p.instance_id}.`, { cli: `vai-mcp-cli cancel ${mine.instance_id} ${p.job_id}`, agent: `Call cancel_job with instance_id "${mine.instance_id}" and job_id "${p.job_id}".` });
-    }
-    if (mine && (mine.status === 'waiting' || mine.status === 'submitting')) {
-      await this.finish(mine.job_id, 'cancelled', { error: 'cancelled before it was queued' });
-      return { instance_id: p.instance_id, cancelled: [{ prompt_id: '', job_id: mine.job_id, was: 'pending' }] };
-    }
-    if (mine && isJobDone(mine.status)) throw badInput(`${mine.job_id} has already ${mine.status === 'succeeded' ? 'finished' : mine.status}.`);
-    const client = await this.clientOf(p.instance_id);
-    const q = await this.queue(p.instance_id, client);
-    const promptId = mine?.prompt_id ?? p.job_id;
-    const pending = q.pending.filter((r) => p.all || r.prompt_id === promptId);
-    const running = q.running.filter((r) => p.all || r.prompt_id === promptId);
-    if (!p.all && pending.length === 0 && running.length === 0) {
-      throw badInput(`${p.job_id} is not in the queue of ${p.instance_id}.`, { cli: `\`vai-mcp-cli cancel ${p.instance_id} --list\` shows the queue.`, agent: 'get_job shows where a job of ours stands.' }, 'unknown_job');
-    }
-    // Pending first: interrupting the running one would otherwise start the next.
-    if (pending.length) await client.deleteQueued(pending.map((r) => r.prompt_id));
-    for (const r of running) await client.interrupt(r.prompt_id);
-    for (const r of pending) cancelled.push({ prompt_id: r.prompt_id, job_id: r.job_id, was: 'pending' });
-    for (const r of running) cancelled.push({ prompt_id: r.prompt_id, job_id: r.job_id, was: 'running' });
-    return { instance_id: p.instance_id, cancelled };
+  cancel(p: CancelParams): Promise<CancelResult> {
+    return cancelJobs(p, this.store, () => this.clientOf(p.instance_id), (jobId) => this.finish(jobId, 'cancelled', { error: 'cancelled before it was queued' }));
   }
 
-  /**
-   * Everything the box has produced (the outputs in its history and its saved workflows) that was
-   * not downloaded into `outDir` before; with `force`, everything.
-   */
   async extract(instanceId: string, outDir: string, o: CallOptions = {}, force = false): Promise<ExtractResult> {
-    const client = await this.clientOf(instanceId);
-    const when = new Date();
-    const seen = new Set<string>();
-    const outputs: { key: string; ref: ComfyFileRef }[] = [];
-    for (const entry of Object.values(await client.history())) {
-      for (const node of Object.values(entry.outputs ?? {})) {
-        for (const f of node.images ?? []) {
-          const key = `${f.type}/${f.subfolder ? `${f.subfolder}/` : ''}${f.filename}`;
-          if (f.type !== 'output' || seen.has(key)) continue;
-          seen.add(key);
-          outputs.push({ key, ref: f });
-        }
-      }
-    }
-    const workflows = (await client.listUserData('workflows')).map((wf) => ({ key: `workflows/${wf}`, name: wf }));
-    const manifest = new ExtractManifest(outDir);
-    const newOutputs = outputs.filter((f) => force || !manifest.has(instanceId, f.key));
-    const newWorkflows = workflows.filter((w) => force || !manifest.has(instanceId, w.key));
-    const skipped = outputs.length - newOutputs.length + workflows.length - newWorkflows.length;
-    const total = newOutputs.length + newWorkflows.length;
-    o.onProgress?.({ instance_id: instanceId, message: `${newOutputs.length} output file(s) and ${newWorkflows.length} saved workflow(s) to download${skipped ? ` (${skipped} downloaded here before)` : ''}` });
-    const files: string[] = [];
-    for (const f of newOutputs) {
-      const [dest] = await downloadOutputs(client, [f.ref], { outputDir: outDir, instanceId, when });
-      manifest.add(instanceId, f.key, dest!);
-      files.push(dest!);
-      o.onProgress?.({ instance_id: instanceId, message: `downloaded ${files.length} of ${total}` });
-    }
-    for (const wf of newWorkflows) {
-      const dest = reserveOutputPath(outDir, outputName(when, instanceId, wf.key));
-      await client.downloadUserData(wf.key, dest);
-      manifest.add(instanceId, wf.key, dest);
-      files.push(dest);
-      o.onProgress?.({ instance_id: instanceId, message: `downloaded ${files.length} of ${total}` });
-    }
-    return { instance_id: instanceId, out_dir: outDir, files, skipped };
+    return extractOutputs(await this.clientOf(instanceId), instanceId, outDir, o, force);
   }
 
   // ------------------------------------------------------------ restore

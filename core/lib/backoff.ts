@@ -1,5 +1,5 @@
 /**
- * The reconnect schedule of DESIGN.md section 4: at once, then 0.5 s, 1 s, 1.5 s, and every 1.5 s
+ * The reconnect schedule of a tunnel: at once, then 0.5 s, 1 s, 1.5 s, and every 1.5 s
  * for the first minute of an outage; after that doubling up to a 30 s cap; +-20% jitter.
  * Fast at first because most outages are short (a restarted sshd is back in well under a second),
  * slower later so a box that is gone is not hammered.

@@ -91,3 +91,8 @@ export function parseJsonText(text: string, source: string): unknown {
     throw badInput(`${source} is not valid JSON${where}: ${detail}`, 'Fix the JSON syntax and try again.');
   }
 }
+
+/** A JSON object (not an array, not null). */
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -3,7 +3,11 @@
  * box or job (a wait replays where each stands, and the same news can arrive by two routes), and
  * a line at least every 10 s while the wait lasts, so a long wait is never silent.
  */
-import type { Progress } from '../api/api.js';
+/** A progress line: what happened, and the box it is about (when it is about one). */
+export interface ProgressLine {
+  message: string;
+  instance_id?: string;
+}
 
 /** A quiet wait hears from us after this long (a 1 s tick: at most ~9 s between lines). */
 const QUIET_MS = 8_000;
@@ -16,8 +20,8 @@ export class ProgressRelay {
 
   /** `stillWaiting` says what the wait is for and how long it has taken (the quiet-time line). */
   constructor(
-    private readonly send: ((p: Progress) => void) | undefined,
-    stillWaiting: () => Progress | undefined,
+    private readonly send: ((p: ProgressLine) => void) | undefined,
+    stillWaiting: () => ProgressLine | undefined,
   ) {
     if (!send) return;
     this.timer = setInterval(() => {
@@ -28,14 +32,14 @@ export class ProgressRelay {
     this.timer.unref();
   }
 
-  push(p: Progress): void {
+  push(p: ProgressLine): void {
     const key = p.instance_id ?? '';
     if (this.last.get(key) === p.message) return;
     this.last.set(key, p.message);
     this.forward(p);
   }
 
-  private forward(p: Progress): void {
+  private forward(p: ProgressLine): void {
     this.lastSentAt = Date.now();
     this.send?.(p);
   }

@@ -12,7 +12,7 @@ import type { ProviderName } from '../model/provider.js';
 import type { InstanceStatus, SshEndpoint } from '../model/instance.js';
 
 export interface ProviderContext {
-  /** The caller's environment (keys, passphrase, agent socket), see DESIGN.md "Its environment". */
+  /** The caller's environment (keys, passphrase, agent socket): each request acts with its caller's own. */
   env: RequestEnv;
   settings: Settings;
   log: Logger;
@@ -22,6 +22,19 @@ export interface BoxStatus {
   status: InstanceStatus;
   ssh?: SshEndpoint;
   message?: string;
+}
+
+/** A box on the provider's account with a vai-mcp label that this machine does not know. */
+export interface OrphanBox {
+  instance_id: string;
+  label: string;
+  dph_total: number | null;
+  /** When it was rented (ms), if the provider says. */
+  started_at: number | null;
+  ssh_host: string | null;
+  ssh_port: number | null;
+  /** The provider's own word for its state. */
+  state: string;
 }
 
 export interface CreatedBox extends BoxStatus {
@@ -82,6 +95,13 @@ export interface Provider {
   restore?(rec: InstanceRecord, ctx: ProviderContext): Promise<BoxStatus>;
   /** The offers a config would choose from, cheapest first (paid providers). */
   search?(config: Config, ctx: ProviderContext): Promise<{ offers: VastOffer[]; maxPrice: number }>;
+  /**
+   * Boxes on the account with a vai-mcp label that are not in `known` (left by a crash, or made
+   * elsewhere). Empty when the account cannot be asked (no key): that is not an error.
+   */
+  orphans?(known: ReadonlySet<string>, ctx: ProviderContext): Promise<OrphanBox[]>;
+  /** Destroys an orphan; false when `id` is no vai-mcp box of the account. */
+  destroyOrphan?(id: string, ctx: ProviderContext): Promise<{ destroyed: boolean; label?: string }>;
   /** Stops background work when the supervisor exits (records stay). */
   shutdown?(): Promise<void>;
 }

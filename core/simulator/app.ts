@@ -1,5 +1,5 @@
 /**
- * The `local` provider's ComfyUI-like app (DESIGN.md section 5). One app per simulated box; it
+ * The `local` provider's ComfyUI-like app. One app per simulated box; it
  * never listens on a port of its own: the box's SSH server hands it each forwarded channel, so
  * "localhost:18188" on box A is a different app than on box B, as on real separate machines.
  *

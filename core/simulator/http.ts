@@ -62,9 +62,7 @@ export async function readJson(req: http.IncomingMessage, maxBytes: number): Pro
   }
 }
 
-export function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+export { isObject } from '../lib/json.js';
 
 const CONTENT_TYPES: Record<string, string> = {
   png: 'image/png',

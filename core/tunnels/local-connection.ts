@@ -4,6 +4,7 @@
  * direction is never parsed, so downloads take the same path either way.
  */
 import type net from 'node:net';
+import type { Logger } from '../lib/log.js';
 import type { ClientChannel } from 'ssh2';
 import { noteBytesCarried } from './gc-pacing.js';
 import { refusalResponse, type GuardPolicy } from './guard.js';
@@ -110,4 +111,27 @@ export function carryGuarded(sock: net.Socket, ch: ClientChannel, link: net.Sock
     if (!answer) ch.end();
   });
   sock.resume();
+}
+
+/** The log names a refused origin (or host) at most this often. */
+const REFUSAL_LOG_MS = 60_000;
+
+/** A forward's refusals: counted, and each refused origin (or host) named in the log at most once a minute. */
+export class RefusalLog {
+  count = 0;
+  private readonly loggedAt = new Map<string, number>();
+
+  constructor(
+    private readonly port: number,
+    private readonly log: Logger,
+  ) {}
+
+  note(r: Refusal): void {
+    this.count++;
+    const now = Date.now();
+    if (now - (this.loggedAt.get(r.subject) ?? -Infinity) < REFUSAL_LOG_MS) return;
+    if (this.loggedAt.size > 1000) this.loggedAt.clear();
+    this.loggedAt.set(r.subject, now);
+    this.log.warn(`guard refused a request to localhost:${this.port} (${r.status}): ${r.subject}; ${this.count} refused so far`);
+  }
 }

@@ -7,10 +7,8 @@
 import net from 'node:net';
 import { badInput, type Hint } from '../lib/errors.js';
 import { Mutex } from '../lib/mutex.js';
+import { isUsablePort, MAX_PORT, MIN_PORT } from '../model/limits.js';
 import type { Collection, PortLease } from '../store/store.js';
-
-export const MIN_PORT = 1024;
-export const MAX_PORT = 65535;
 
 const ANOTHER_PORT: Hint = {
   cli: 'Choose another port with --port, or leave it out to get the next free one.',
@@ -42,7 +40,7 @@ export async function isPortFree(port: number): Promise<boolean> {
 }
 
 export function checkPortRange(port: number): void {
-  if (!Number.isInteger(port) || port < MIN_PORT || port > MAX_PORT) {
+  if (!isUsablePort(port)) {
     throw badInput(`Port ${port} is out of range.`, `Choose a port from ${MIN_PORT} to ${MAX_PORT}.`, 'bad_port');
   }
 }

@@ -5,7 +5,7 @@
  * exists, else the ssh agent (SSH_AUTH_SOCK). An encrypted key is decrypted once and kept in
  * memory only, so reconnects do not pay the bcrypt KDF again and the passphrase is not kept.
  *
- * Host keys: pinned on first use per instance and host:port (DESIGN.md invariant 4).
+ * Host keys: pinned on first use per instance and host:port (host-keys.ts).
  */
 import { readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
@@ -80,7 +80,7 @@ function exists(p: string): boolean {
   }
 }
 
-/** Picks and loads the credentials for a request (DESIGN.md section 2, "ssh_key_path"). */
+/** Picks and loads the credentials for a request: `ssh_key_path`, else the first default key that exists, else the agent. */
 export function resolveAuth(req: AuthRequest): SshAuth {
   if (req.keyPath) return { kind: 'key', keyPath: req.keyPath, key: loadPrivateKey(req.keyPath, req.passphrase) };
   const found = defaultKeyCandidates(req.homeDir).find(exists);

@@ -6,11 +6,12 @@ import { badInput } from '../../core/lib/errors.js';
 import { argPath } from '../paths.js';
 import { InstancesOutput } from '../schemas.js';
 import { defineTool, type ToolContext } from '../tool.js';
+import { MAX_BOXES_PER_CREATE, MAX_TOOL_WAIT_S as MAX_WAIT_S } from '../../core/model/limits.js';
+import { isSettled } from '../../core/model/instance.js';
 import { PROVIDERS } from '../../core/model/provider.js';
 
 /** No call may block longer than this (MCP hosts give up at ~60 s). */
 const CALL_BUDGET_MS = 45_000;
-const MAX_WAIT_S = 45;
 
 const waitS = z
   .number()
@@ -22,7 +23,7 @@ const waitS = z
 export function summarize(views: InstanceView[]): string {
   if (views.length === 0) return 'No instances.';
   const ready = views.filter((v) => v.status === 'ready');
-  const waiting = views.filter((v) => !['ready', 'failed', 'destroyed', 'stopped'].includes(v.status));
+  const waiting = views.filter((v) => !isSettled(v.status));
   const failed = views.filter((v) => v.status === 'failed');
   const parts: string[] = [`${ready.length} of ${views.length} ready`];
   if (ready.length) parts.push(`ready: ${ready.map((v) => `${v.instance_id} ${v.tunnel?.url ?? '(no tunnel open)'}`).join(', ')}`);
@@ -65,7 +66,7 @@ export const instanceTools = [
     name: 'create_instance',
     title: 'Create ComfyUI boxes',
     description: [
-      'Create 1-10 ComfyUI boxes and open an SSH tunnel to each, so each box is reachable at its own http://localhost:<port> URL on this machine.',
+      `Create 1-${MAX_BOXES_PER_CREATE} ComfyUI boxes and open an SSH tunnel to each, so each box is reachable at its own http://localhost:<port> URL on this machine.`,
       'For a free simulated box (no account, no money) pass provider "local". provider "ssh" registers a machine that already exists; provider "vast" rents real GPUs from Vast.ai and costs money per hour.',
       `The call waits up to wait_s seconds (max ${MAX_WAIT_S}) and reports progress; boxes not ready by then keep coming up in the background: then call list_instances with their instance_ids and wait_s instead of creating again.`,
       'Always pass a request_id (any unique string for this request): retrying with the same request_id returns the same boxes and never rents twice.',
@@ -75,7 +76,7 @@ export const instanceTools = [
       provider: z.enum(PROVIDERS).optional().describe('local (free simulator), ssh (an existing machine), or vast (rents GPUs, costs money). Overrides the config\'s provider.'),
       config: z.record(z.string(), z.unknown()).optional().describe('A config object: {"provider": ..., "instance_config": {...}}. {"provider": "local"} is enough for the simulator.'),
       config_path: z.string().optional().describe('Path of a config JSON file (absolute is best; relative paths resolve against the server\'s working directory).'),
-      count: z.number().int().min(1).max(10).default(1).describe('How many boxes (1-10).'),
+      count: z.number().int().min(1).max(MAX_BOXES_PER_CREATE).default(1).describe(`How many boxes (1-${MAX_BOXES_PER_CREATE}).`),
       request_id: z.string().min(1).max(128).optional().describe('Idempotency key: the same request_id returns the same boxes and never creates them twice.'),
       wait_s: waitS.default(30),
     }),

@@ -1,6 +1,7 @@
 /** Tools for tunnels: open_tunnel, list_tunnels, close_tunnel. */
 import { z } from 'zod';
 import { TunnelViewSchema } from '../../core/api/views.js';
+import { MAX_PORT, MIN_PORT } from '../../core/model/limits.js';
 import { defineTool } from '../tool.js';
 
 const instanceId = z.string().min(1).describe('The box, e.g. "local-1" (from create_instance or list_instances).');
@@ -12,7 +13,7 @@ export const tunnelTools = [
     description: 'Open (or re-open, after close_tunnel or a failure) the SSH tunnel of a running box and return its http://localhost URL. Without local_port the box keeps its port, or gets the next free one; with local_port, exactly that port or an error.',
     input: z.strictObject({
       instance_id: instanceId,
-      local_port: z.number().int().min(1024).max(65535).optional().describe('Local port to use (1024-65535). Leave it out unless the user asked for a port.'),
+      local_port: z.number().int().min(MIN_PORT).max(MAX_PORT).optional().describe(`Local port to use (${MIN_PORT}-${MAX_PORT}). Leave it out unless the user asked for a port.`),
     }),
     output: z.object({ tunnel: TunnelViewSchema }),
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },

@@ -10,8 +10,8 @@ import { argPath } from '../paths.js';
 import { JobViewSchema } from '../../core/api/views.js';
 import { defineTool, type ToolContext } from '../tool.js';
 import { isJobDone } from '../../core/model/job.js';
+import { MAX_TOOL_WAIT_S as MAX_WAIT_S } from '../../core/model/limits.js';
 
-const MAX_WAIT_S = 45;
 /** Images inline in get_job: small ones only, a few at most (hosts cap a result's size). */
 const INLINE_MAX_BYTES = 512 * 1024;
 const INLINE_MAX_IMAGES = 4;

@@ -15,7 +15,7 @@ import { DEFAULT_WORKFLOW_UI } from '../../core/simulator/default-workflow.js';
 import { renderPixels } from '../../core/simulator/render.js';
 import { createComfyApp, type ComfyAppOptions } from '../../core/simulator/app.js';
 import type { ApiGraph, ComfyFileRef, HistoryEntry, ObjectInfo } from '../../core/comfy/types.js';
-import { generateKeyPair } from '../../core/providers/local.js';
+import { generateKeyPair } from '../../core/simulator/box.js';
 
 const DEFAULT_API: ApiGraph = JSON.parse(readFileSync(new URL('../../examples/default_workflow_api.json', import.meta.url), 'utf8'));
 const DEFAULT_UI = JSON.parse(readFileSync(new URL('../../examples/default_workflow_ui.json', import.meta.url), 'utf8'));

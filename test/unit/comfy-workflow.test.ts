@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ApiGraph, NodeInfo, ObjectInfo } from '../../core/comfy/types.js';
-import { applyUploads, isUiWorkflow, loadWorkflowFile, prepareWorkflow } from '../../core/comfy/workflow.js';
+import { applyUploads, isUiWorkflow, loadWorkflowFile, prepareWorkflow } from '../../core/comfy/workflow/prepare.js';
 import { badInputOf } from '../helpers/errors.js';
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/comfy');

@@ -5,7 +5,7 @@
  */
 import ssh2 from 'ssh2';
 import { describe, expect, it } from 'vitest';
-import { generateKeyPair } from '../../core/providers/local.js';
+import { generateKeyPair } from '../../core/simulator/box.js';
 
 describe('generateKeyPair', () => {
   it('gives 2000 key pairs in a row that ssh2 reads back, public half matching', () => {

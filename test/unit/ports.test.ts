@@ -14,7 +14,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { VaiError } from '../../core/lib/errors.js';
-import { checkPortRange, isPortFree, MAX_PORT, MIN_PORT, PortAllocator } from '../../core/tunnels/ports.js';
+import { MAX_PORT, MIN_PORT } from '../../core/model/limits.js';
+import { checkPortRange, isPortFree, PortAllocator } from '../../core/tunnels/ports.js';
 import { StateStore } from '../../core/store/store.js';
 import { randomBasePort, testPortBase } from '../helpers/ports.js';
 

@@ -1,5 +1,5 @@
 /**
- * The Vast.ai REST API as it really behaves (reference/vast-api.md): Bearer auth, a bad key
+ * The Vast.ai REST API as it really behaves: Bearer auth, a bad key
  * answered with 404 `auth_error` (the docs say 401), 429 without Retry-After, `{"instances":
  * null}` for a box that is gone, 410 on the retired v0 list.
  *
@@ -19,7 +19,7 @@ import { badInput, failure, VaiError } from '../../lib/errors.js';
 import { addSecret, redact } from '../../lib/log.js';
 import type { RequestEnv } from '../../config/settings.js';
 
-/** Where the key comes from, in the official CLI's order (DESIGN.md section 2). */
+/** Where the key comes from, in the official CLI's order. */
 export function findVastApiKey(env: RequestEnv, settingsKey?: string): { key: string; source: string } | undefined {
   if (env.VAST_API_KEY?.trim()) return { key: env.VAST_API_KEY.trim(), source: 'VAST_API_KEY' };
   if (settingsKey) return { key: settingsKey, source: 'settings.json' };

@@ -12,7 +12,7 @@ import type { Config } from '../../config/config.js';
 import { badInput, failure } from '../../lib/errors.js';
 import { resolveAuth, type SshAuth } from '../../tunnels/ssh-auth.js';
 import type { InstanceRecord } from '../../store/store.js';
-import type { BoxStatus, CreatedBox, CreateSpec, Provider, ProviderContext } from '../provider.js';
+import type { BoxStatus, CreatedBox, CreateSpec, OrphanBox, Provider, ProviderContext } from '../provider.js';
 import { AmbiguousCreateError, findVastApiKey, VastApi, type VastInstance, type VastOffer } from './api.js';
 import type { SshEndpoint } from '../../model/instance.js';
 
@@ -251,6 +251,33 @@ export class VastProvider implements Provider {
 
   logs(rec: InstanceRecord, ctx: ProviderContext): Promise<string> {
     return api(ctx).instanceLogs(rec.instance_id);
+  }
+
+  async orphans(known: ReadonlySet<string>, ctx: ProviderContext): Promise<OrphanBox[]> {
+    const found = findVastApiKey(ctx.env, ctx.settings.vastApiKey);
+    if (!found) return [];
+    const remote = await new VastApi(ctx.settings.vastUrl, found.key).listInstances('vai-mcp');
+    return remote
+      .filter((r) => !known.has(String(r.id)))
+      .map((r) => ({
+        instance_id: String(r.id),
+        label: r.label ?? '',
+        dph_total: r.dph_total ?? null,
+        started_at: r.start_date ? r.start_date * 1000 : null,
+        ssh_host: r.ssh_host ?? null,
+        ssh_port: r.ssh_port ?? null,
+        state: `actual_status ${r.actual_status ?? 'null'}`,
+      }));
+  }
+
+  async destroyOrphan(id: string, ctx: ProviderContext): Promise<{ destroyed: boolean; label?: string }> {
+    const found = findVastApiKey(ctx.env, ctx.settings.vastApiKey);
+    if (!/^\d+$/.test(id) || !found) return { destroyed: false };
+    const vast = new VastApi(ctx.settings.vastUrl, found.key);
+    const inst = await vast.showInstance(id);
+    if (!inst || !(inst.label ?? '').startsWith('vai-mcp')) return { destroyed: false };
+    await vast.destroyInstance(id);
+    return { destroyed: true, label: inst.label ?? undefined };
   }
 
   /** Offers a config would choose from, cheapest first (for `search` and `search_offers`). */
