@@ -2,7 +2,7 @@
  * Output for people and scripts: aligned tables with a total line, JSON for `--json`, errors on
  * stderr. With `--json`, stdout carries the JSON document and nothing else.
  */
-import { type InstanceView, type JobView, type TunnelView } from '../core/api/api.js';
+import { type BudgetView, type InstanceView, type JobView, type TunnelView } from '../core/api/api.js';
 import { toVaiError } from '../core/lib/errors.js';
 import { isJobDone } from '../core/model/job.js';
 
@@ -44,6 +44,21 @@ export function tunnelsTable(tunnels: TunnelView[]): string {
   return `${table(['INSTANCE', 'SSH HOST:PORT', 'LOCAL PORT', 'STATE', 'URL', 'GUARD', 'LAST ERROR'], rows)}\n${total}`;
 }
 
+/** Seconds for people: `45s`, `12m`, `1h05m`. */
+export function duration(s: number): string {
+  if (s < 60) return `${Math.round(s)}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** When an ISO time is due from now: `in 4m (22:31:05)`. */
+function due(iso: string | null): string {
+  if (!iso) return '-';
+  const at = new Date(iso);
+  const left = Math.max(0, (at.getTime() - Date.now()) / 1000);
+  return `in ${duration(left)} (${at.toTimeString().slice(0, 8)})`;
+}
+
 export function instancesTable(instances: InstanceView[]): string {
   const rows = instances.map((i) => [
     i.instance_id,
@@ -54,19 +69,37 @@ export function instancesTable(instances: InstanceView[]): string {
     i.tunnel ? i.tunnel.state : '-',
     money(i.dph_total),
     i.cost_so_far === null ? '-' : `$${i.cost_so_far.toFixed(2)}`,
+    i.idle_s === null ? '-' : duration(i.idle_s),
+    due(i.idle_action_at),
     i.label,
   ]);
   const priced = instances.reduce((sum, i) => sum + (i.dph_total ?? 0), 0);
   const spent = instances.reduce((sum, i) => sum + (i.cost_so_far ?? 0), 0);
   const ready = instances.filter((i) => i.status === 'ready').length;
   const total = `Total: ${instances.length} instance${instances.length === 1 ? '' : 's'}, ${ready} ready, ${money(priced)}, about $${spent.toFixed(2)} so far`;
-  return `${table(['INSTANCE', 'PROVIDER', 'STATUS', 'SSH HOST:PORT', 'LOCAL PORT', 'TUNNEL', 'PRICE', 'COST SO FAR', 'LABEL'], rows)}\n${total}`;
+  return `${table(['INSTANCE', 'PROVIDER', 'STATUS', 'SSH HOST:PORT', 'LOCAL PORT', 'TUNNEL', 'PRICE', 'COST SO FAR', 'IDLE', 'IDLE ACTION', 'LABEL'], rows)}\n${total}`;
+}
+
+export function budgetText(b: BudgetView): string {
+  const d = (x: number | null) => (x === null ? '-' : `$${x.toFixed(2)}`);
+  const lines = [
+    `Budget:     ${b.limit_usd === null ? 'none (set one with `vai-mcp-cli budget --set USD`)' : `${d(b.limit_usd)}, then ${b.action === 'stop' ? 'stop' : 'destroy'} every paid box`}`,
+    `Spent:      ${d(b.spent_usd)}${b.percent_spent === null ? '' : ` (${b.percent_spent}%)`} since ${b.counted_from}`,
+    `Remaining:  ${d(b.remaining_usd)}`,
+    `Burn rate:  $${b.burn_usd_per_hour.toFixed(3)}/h (${b.paid_boxes.length} paid box${b.paid_boxes.length === 1 ? '' : 'es'})`,
+    `Runs out:   ${b.runs_out_at ?? (b.limit_usd === null ? '-' : b.burn_usd_per_hour > 0 ? 'now' : 'never at this rate')}`,
+    `Credit:     ${b.credit_usd !== null ? d(b.credit_usd) + ' (Vast.ai)' : b.credit_error ? `unknown (${b.credit_error})` : '-'}`,
+  ];
+  if (b.paid_boxes.length) {
+    lines.push('', table(['INSTANCE', 'BILLING', 'RATE', 'SPENT'], b.paid_boxes.map((p) => [p.instance_id, p.billing, money(p.usd_per_hour), d(p.spent_usd)])));
+  }
+  return lines.join('\n');
 }
 
 export function jobsTable(jobs: JobView[]): string {
-  const rows = jobs.map((j) => [j.job_id, j.instance_id, j.status, j.progress ?? '', String(j.outputs.length), j.created_at]);
+  const rows = jobs.map((j) => [j.job_id, j.instance_id, j.status, j.progress ?? '', String(j.outputs.length), j.cost_usd === null ? '-' : `$${j.cost_usd.toFixed(3)}`, j.created_at]);
   const running = jobs.filter((j) => !isJobDone(j.status)).length;
-  return `${table(['JOB', 'INSTANCE', 'STATUS', 'PROGRESS', 'OUTPUTS', 'CREATED'], rows)}\nTotal: ${jobs.length} job${jobs.length === 1 ? '' : 's'}, ${running} not finished`;
+  return `${table(['JOB', 'INSTANCE', 'STATUS', 'PROGRESS', 'OUTPUTS', 'COST', 'CREATED'], rows)}\nTotal: ${jobs.length} job${jobs.length === 1 ? '' : 's'}, ${running} not finished`;
 }
 
 /** Prints an error as a person reads it: the message, then what to do. */

@@ -11,6 +11,7 @@ import { closeSupervisor } from './client.js';
 import { registerDaemonCommands } from './commands/daemon.js';
 import { registerInstanceCommands } from './commands/instances.js';
 import { registerLifecycleCommands } from './commands/lifecycle.js';
+import { registerMoneyCommands } from './commands/money.js';
 import { registerOfferCommands } from './commands/offers.js';
 import { registerTunnelCommands } from './commands/tunnels.js';
 import { registerWorkflowCommands } from './commands/workflows.js';
@@ -20,6 +21,7 @@ import { readableHelp } from './help.js';
 const cli = cac('vai-mcp-cli');
 registerInstanceCommands(cli);
 registerLifecycleCommands(cli);
+registerMoneyCommands(cli);
 registerOfferCommands(cli);
 registerTunnelCommands(cli);
 registerWorkflowCommands(cli);
@@ -30,7 +32,8 @@ cli.usage(`<command> [options]
   SSH tunnel that outlives this command. Start with \`vai-mcp-cli demo\` (free, simulated).
 
   Environment: VAI_HOME (state, default ~/.vai), VAI_BASE_PORT (default 8188),
-  VAI_SSH_PASSPHRASE, SSH_AUTH_SOCK, VAST_API_KEY, VAST_URL, VAI_MAX_INSTANCES, VAI_MAX_PRICE_PER_HOUR.`);
+  VAI_SSH_PASSPHRASE, SSH_AUTH_SOCK, VAST_API_KEY, VAST_URL, VAI_MAX_INSTANCES, VAI_MAX_PRICE_PER_HOUR, VAI_BUDGET_USD,
+  VAI_BUDGET_ACTION.`);
 cli.help(readableHelp(cli));
 cli.version(VERSION);
 

@@ -6,7 +6,7 @@
  */
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult, ContentBlock, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
-import type { z } from 'zod';
+import { z } from 'zod';
 import type { VaiApi } from '../core/api/api.js';
 import { toVaiError } from '../core/lib/errors.js';
 
@@ -45,15 +45,19 @@ export function errorResult(err: unknown): CallToolResult {
   return { isError: true, content: [{ type: 'text', text }] };
 }
 
+/** Every result may carry the money warnings (80% of the budget spent, a money action that failed). */
+const WARNINGS = z.array(z.string()).optional().describe('Money warnings to pass on to the user: 80% or more of the budget spent, a stop that failed');
+
 export function registerTools(server: McpServer, tools: ToolDef[], api: VaiApi, cwd: string): void {
   for (const tool of tools) {
+    const output = 'warnings' in tool.output.shape ? tool.output : tool.output.extend({ warnings: WARNINGS });
     server.registerTool(
       tool.name,
       {
         title: tool.title,
         description: tool.description,
         inputSchema: tool.input,
-        outputSchema: tool.output,
+        outputSchema: output,
         annotations: { title: tool.title, ...tool.annotations },
       },
       async (args: unknown, extra) => {
@@ -70,9 +74,13 @@ export function registerTools(server: McpServer, tools: ToolDef[], api: VaiApi, 
           sending = sending.then(() => extra.sendNotification({ method: 'notifications/progress', params }).catch(() => undefined));
         };
         try {
-          const out = await tool.handle(args as never, { api, cwd, progress, signal: extra.signal });
+          const out = (await tool.handle(args as never, { api, cwd, progress, signal: extra.signal })) as Record<string, unknown>;
+          if (!('warnings' in out)) {
+            const warnings = await api.moneyWarnings({}).catch(() => []);
+            if (warnings.length) out.warnings = warnings;
+          }
           const more = tool.extraContent ? await tool.extraContent(out as never).catch(() => []) : [];
-          return { content: [{ type: 'text', text: JSON.stringify(out, null, 2) }, ...more], structuredContent: out as Record<string, unknown> };
+          return { content: [{ type: 'text', text: JSON.stringify(out, null, 2) }, ...more], structuredContent: out };
         } catch (err) {
           return errorResult(err);
         } finally {

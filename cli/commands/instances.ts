@@ -7,6 +7,7 @@ import { badInput, failure, toVaiError } from '../../core/lib/errors.js';
 import { supervisor } from '../client.js';
 import { instancesTable, note, printJson, printLine, ProgressLine } from '../format.js';
 import { canAsk, confirm } from '../prompt.js';
+import { printMoneyWarnings } from './money.js';
 import { parseCount } from './options.js';
 import { MAX_BOXES_PER_CREATE } from '../../core/model/limits.js';
 
@@ -109,8 +110,12 @@ export function registerInstanceCommands(cli: CAC): void {
     .action(async (file: string, opts: { count: unknown; wait: boolean; json?: boolean }) => {
       const count = parseCount(opts.count);
       const config = loadConfigFile(path.resolve(file));
-      const views = await create(config, count, { wait: opts.wait !== false, json: !!opts.json });
-      reportCreated(views, !!opts.json, opts.wait !== false);
+      try {
+        const views = await create(config, count, { wait: opts.wait !== false, json: !!opts.json });
+        reportCreated(views, !!opts.json, opts.wait !== false);
+      } finally {
+        await printMoneyWarnings().catch(() => undefined);
+      }
     });
 
   cli
@@ -121,6 +126,7 @@ export function registerInstanceCommands(cli: CAC): void {
       const views = await (await supervisor()).listInstances({}, { onProgress: (p) => note(p.message) });
       if (opts.json) printJson(views);
       else printLine(views.length ? instancesTable(views) : 'No instances. Try `vai-mcp-cli demo`.');
+      await printMoneyWarnings();
     });
 
   cli

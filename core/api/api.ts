@@ -7,9 +7,9 @@
  */
 import type { Config } from '../config/config.js';
 import type { RequestEnv } from '../config/settings.js';
-import type { InstanceView, JobView, OfferView, TunnelView } from './views.js';
+import type { BudgetView, InstanceView, JobView, OfferView, TunnelView } from './views.js';
 
-export type { InstanceView, JobView, OfferView, TunnelView } from './views.js';
+export type { BudgetView, InstanceView, JobView, OfferView, TunnelView } from './views.js';
 
 /** A human-readable step of long work, for CLI progress lines and MCP progress notifications. */
 export interface Progress {
@@ -100,6 +100,17 @@ export interface HelloParams {
   /** The client's VAI_ALLOWED_ORIGINS / VAI_ALLOWED_HOSTS: a difference from the supervisor's is a warning. */
   allowed_origins?: string[];
   allowed_hosts?: string[];
+  /** The client's VAI_BUDGET_USD / VAI_BUDGET_ACTION: kept when the supervisor has no budget yet, else a warning when different. */
+  budget_usd?: number;
+  budget_action?: 'stop' | 'destroy';
+}
+
+export interface SetBudgetParams {
+  /** The most the paid boxes may cost ($); null removes the limit. */
+  limit_usd?: number | null;
+  action?: 'stop' | 'destroy';
+  /** Count spend from now. */
+  reset?: boolean;
 }
 
 export interface HelloResult {
@@ -196,6 +207,11 @@ export interface VaiApi {
   extractOutputs(p: { instance_id: string; out_dir: string; force?: boolean }, o?: CallOptions): Promise<ExtractResult>;
   /** Creates a box, runs the config's workflow on it, downloads the outputs, and destroys it if asked. */
   oneshot(p: OneshotParams, o?: CallOptions): Promise<{ instance: InstanceView; job: JobView }>;
+  /** Spent, limit and remaining, the burn rate and when the budget runs out, the account's credit. */
+  getBudget(p: Record<string, never>, o?: CallOptions): Promise<BudgetView>;
+  setBudget(p: SetBudgetParams, o?: CallOptions): Promise<BudgetView>;
+  /** What every result should warn of: 80% of the budget spent, money actions that failed. */
+  moneyWarnings(p: Record<string, never>, o?: CallOptions): Promise<string[]>;
   status(p: Record<string, never>, o?: CallOptions): Promise<DaemonStatus>;
   /** Ends the supervisor; records stay, the next start restores them (`daemon stop`, handover). */
   shutdown(p: { reason?: string }, o?: CallOptions): Promise<{ ok: true }>;

@@ -29,6 +29,9 @@ const METHODS = {
   cancelJobs: true,
   extractOutputs: true,
   oneshot: true,
+  getBudget: true,
+  setBudget: true,
+  moneyWarnings: true,
   status: true,
   shutdown: true,
 } as const satisfies Record<ApiMethod, true>;

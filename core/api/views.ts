@@ -47,7 +47,9 @@ export const InstanceViewSchema = z.object({
   status: known<InstanceViewStatus>('provisioning, loading, running, ready (ComfyUI answers through the tunnel), failed, stopped, destroyed'),
   label: z.string(),
   dph_total: z.number().nullable().describe('Price in $/hour, null where the provider has none'),
-  cost_so_far: z.number().nullable().describe('Estimated $ spent so far, null where the provider has no price'),
+  cost_so_far: z.number().nullable().describe('$ spent on it so far (its price while it runs, its storage while stopped), null where the provider has no price'),
+  idle_s: z.number().nullable().describe('Seconds nobody has used it (no request through its tunnel, no job, empty ComfyUI queue); null when busy or not watched'),
+  idle_action_at: z.string().nullable().describe('When its idle action (instance_config.idle_action) is due, ISO; null when none is'),
   created_at: z.string(),
   ready_at: z.string().nullable(),
   status_message: z.string().nullable(),
@@ -78,6 +80,7 @@ export const JobViewSchema = z.object({
   finished_at: z.string().nullable(),
   destroy_box: z.boolean(),
   box_destroyed: z.boolean().nullable(),
+  cost_usd: z.number().nullable().describe('Its running time times its box\'s price ($), null where the box has no price'),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 
@@ -96,3 +99,24 @@ export const OfferViewSchema = z.object({
   direct_ssh: z.boolean(),
 });
 export type OfferView = z.infer<typeof OfferViewSchema>;
+
+export const BudgetViewSchema = z.object({
+  limit_usd: z.number().nullable().describe('The most the paid boxes may cost, counted from counted_from; null: no budget'),
+  spent_usd: z.number().describe('What the paid boxes cost since counted_from: price while running, storage while stopped'),
+  remaining_usd: z.number().nullable(),
+  percent_spent: z.number().nullable(),
+  counted_from: z.string(),
+  action: z.enum(['stop', 'destroy']).describe('What happens to every live paid box when the spend reaches the limit'),
+  burn_usd_per_hour: z.number().describe('What the paid boxes bill now, $/h'),
+  runs_out_at: z.string().nullable().describe('When the budget is spent at the current burn rate, ISO'),
+  credit_usd: z.number().nullable().describe("The Vast.ai account's credit, null when unknown"),
+  credit_error: z.string().nullable(),
+  paid_boxes: z.array(z.object({
+    instance_id: z.string(),
+    billing: z.enum(['running', 'stopped']),
+    usd_per_hour: z.number(),
+    spent_usd: z.number(),
+  })),
+  warnings: z.array(z.string()),
+});
+export type BudgetView = z.infer<typeof BudgetViewSchema>;

@@ -15,6 +15,7 @@ import type WebSocket from 'ws';
 import { badInput, failure, VaiError } from '../lib/errors.js';
 import type { ApiGraph, ComfyEvent, ComfyFileRef, HistoryEntry, ObjectInfo, QueueItem } from './types.js';
 import { isObject } from '../lib/json.js';
+import { INTERNAL_REQUEST_HEADER } from '../model/tunnel.js';
 
 export interface SystemStats {
   system?: { comfyui_version?: string };
@@ -29,7 +30,7 @@ export interface SystemStats {
 export function checkComfy(baseUrl: string, timeoutMs = 5000): Promise<{ ok: true } | { ok: false; answer: string }> {
   return new Promise((resolve) => {
     // No connection pooling: a health check must not leave a socket open in the tunnel.
-    const req = http.get(new URL('/api/system_stats', baseUrl), { agent: false, timeout: timeoutMs }, (res) => {
+    const req = http.get(new URL('/api/system_stats', baseUrl), { agent: false, timeout: timeoutMs, headers: { [INTERNAL_REQUEST_HEADER]: '1' } }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
@@ -180,7 +181,7 @@ export class ComfyClient {
         return await fetch(this.url(p, o.query), {
           method,
           signal: AbortSignal.any(signals),
-          headers: o.json !== undefined ? { 'content-type': 'application/json' } : undefined,
+          headers: { [INTERNAL_REQUEST_HEADER]: '1', ...(o.json !== undefined ? { 'content-type': 'application/json' } : {}) },
           body: o.json !== undefined ? JSON.stringify(o.json) : o.body,
         });
       } catch (err) {
@@ -403,6 +404,7 @@ export class ComfyClient {
         ws = new WS(`${this.baseUrl.replace(/^http/i, 'ws')}/ws?clientId=${encodeURIComponent(clientId)}`, {
           handshakeTimeout: this.timeoutMs,
           perMessageDeflate: false,
+          headers: { [INTERNAL_REQUEST_HEADER]: '1' },
         });
       } catch {
         return giveUp();

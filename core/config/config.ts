@@ -61,6 +61,12 @@ export const InstanceConfigSchema = z.strictObject({
   // Money guards
   ready_timeout_s: z.number().min(5).default(DEFAULT_READY_TIMEOUT_S),
   max_lifetime_s: z.number().positive().optional(),
+  // Idle stop: default 1800 for vast, off for local (unless set) and ssh; 0 turns it off.
+  idle_timeout_s: z.number().int().refine((v) => v === 0 || v >= 10, 'at least 10 (seconds), or 0 to turn idle stops off').optional(),
+  idle_action: z.enum(['stop', 'destroy']).optional(),
+  // The box's own watchdog (vast): it stops itself when the supervisor has not reached it this long.
+  deadman_s: z.number().int().refine((v) => v === 0 || v >= 300, 'at least 300 (seconds), or 0 to turn the dead man\'s switch off').optional(),
+  deadman_action: z.enum(['stop', 'destroy']).optional(),
   // `ssh` provider: a box you already have
   ssh_host: z.string().min(1).optional(),
   ssh_port: port.default(22),

@@ -1,7 +1,8 @@
 /**
  * Settings: environment > VAI_HOME/settings.json > defaults. The settings file uses the lowercase
  * names of the environment variables (`vai_base_port`, `vai_max_instances`,
- * `vai_max_price_per_hour`, `vai_allowed_origins`, `vai_allowed_hosts`, `vast_url`, `vast_api_key`).
+ * `vai_max_price_per_hour`, `vai_allowed_origins`, `vai_allowed_hosts`, `vai_budget_usd`,
+ * `vai_budget_action`, `vast_url`, `vast_api_key`).
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
@@ -24,6 +25,8 @@ const SettingsFileSchema = z.strictObject({
   /** A list, or one comma-separated string as in the environment variable. */
   vai_allowed_origins: z.union([z.string(), z.array(z.string())]).optional(),
   vai_allowed_hosts: z.union([z.string(), z.array(z.string())]).optional(),
+  vai_budget_usd: z.number().positive().optional(),
+  vai_budget_action: z.enum(['stop', 'destroy']).optional(),
   vast_url: z.url().optional(),
   vast_api_key: z.string().min(1).optional(),
 });
@@ -40,6 +43,9 @@ export interface Settings {
   /** Origins and hosts every tunnel's guard lets through (normalised); the supervisor reads them at its start. */
   allowedOrigins: string[];
   allowedHosts: string[];
+  /** VAI_BUDGET_USD / VAI_BUDGET_ACTION: the budget to keep when the supervisor has none yet. */
+  budgetUsd?: number;
+  budgetAction?: 'stop' | 'destroy';
 }
 
 /**
@@ -75,7 +81,7 @@ function readSettingsFile(file: string): SettingsFile {
   const parsed = SettingsFileSchema.safeParse(parseJsonText(text, file));
   if (!parsed.success) {
     throw badInput(`Settings file ${file} is not valid:\n${formatIssues(parsed.error.issues)}`,
-      'Known keys: vai_base_port, vai_max_instances, vai_max_price_per_hour, vai_allowed_origins, vai_allowed_hosts, vast_url, vast_api_key.');
+      'Known keys: vai_base_port, vai_max_instances, vai_max_price_per_hour, vai_allowed_origins, vai_allowed_hosts, vai_budget_usd, vai_budget_action, vast_url, vast_api_key.');
   }
   return parsed.data;
 }
@@ -85,13 +91,15 @@ const ENV_RULES = {
   VAI_BASE_PORT: SettingsFileSchema.shape.vai_base_port,
   VAI_MAX_INSTANCES: SettingsFileSchema.shape.vai_max_instances,
   VAI_MAX_PRICE_PER_HOUR: SettingsFileSchema.shape.vai_max_price_per_hour,
+  VAI_BUDGET_USD: SettingsFileSchema.shape.vai_budget_usd,
+  VAI_BUDGET_ACTION: SettingsFileSchema.shape.vai_budget_action,
   VAST_URL: SettingsFileSchema.shape.vast_url,
 } as const;
 
 function fromEnv<K extends keyof typeof ENV_RULES>(env: Record<string, string | undefined>, name: K): z.infer<(typeof ENV_RULES)[K]> | undefined {
   const raw = env[name]?.trim();
   if (raw === undefined || raw === '') return undefined;
-  const value = name === 'VAST_URL' ? raw : Number(raw);
+  const value = name === 'VAST_URL' || name === 'VAI_BUDGET_ACTION' ? raw : Number(raw);
   const parsed = ENV_RULES[name].safeParse(value);
   if (!parsed.success) {
     throw badInput(`${name}=${raw} is not valid: ${parsed.error.issues[0]?.message ?? 'bad value'}.`, `Fix or unset ${name}.`);
@@ -125,5 +133,7 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
     vastApiKey: env.VAST_API_KEY?.trim() || file.vast_api_key,
     allowedOrigins: allowListSetting(env, 'VAI_ALLOWED_ORIGINS', file.vai_allowed_origins, path),
     allowedHosts: allowListSetting(env, 'VAI_ALLOWED_HOSTS', file.vai_allowed_hosts, path),
+    budgetUsd: fromEnv(env, 'VAI_BUDGET_USD') ?? file.vai_budget_usd,
+    budgetAction: fromEnv(env, 'VAI_BUDGET_ACTION') ?? file.vai_budget_action,
   };
 }

@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
-import type { CallOptions, DaemonStatus, HelloResult, Progress, VaiApi } from '../api/api.js';
+import type { CallOptions, DaemonStatus, HelloParams, HelloResult, Progress, VaiApi } from '../api/api.js';
 import { API_METHODS, type ApiMethod } from '../api/methods.js';
 import { loadSettings, requestEnvFrom } from '../config/settings.js';
 import { failure, VaiError } from '../lib/errors.js';
@@ -84,7 +84,8 @@ export class SupervisorClient {
   readonly socketPath: string;
   private readonly env: NodeJS.ProcessEnv;
   private readonly basePort: number;
-  private readonly allowed: { allowed_origins: string[]; allowed_hosts: string[] };
+  /** What the handshake tells the supervisor of this client's settings. */
+  private readonly allowed: Pick<HelloParams, 'allowed_origins' | 'allowed_hosts' | 'budget_usd' | 'budget_action'>;
   /** What the supervisor said at the last handshake. */
   info: HelloResult | undefined;
 
@@ -95,7 +96,7 @@ export class SupervisorClient {
     this.socketPath = socketPathFor(this.home);
     const settings = loadSettings(this.env, this.home);
     this.basePort = settings.basePort;
-    this.allowed = { allowed_origins: settings.allowedOrigins, allowed_hosts: settings.allowedHosts };
+    this.allowed = { allowed_origins: settings.allowedOrigins, allowed_hosts: settings.allowedHosts, budget_usd: settings.budgetUsd, budget_action: settings.budgetAction };
   }
 
   /** Connects (starting the supervisor if allowed) and shakes hands. */

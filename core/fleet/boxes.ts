@@ -27,7 +27,33 @@ export class Box {
   env: RequestEnv | undefined;
   /** When a census of this ready box is next due (clock ms). */
   censusAt = 0;
+  /** The idle watch's memory of this box (money/idle.ts). */
+  readonly idle = new IdleMemory();
+  /** The heartbeat its watchdog listens for: when it is next due and when it last got through (clock ms). */
+  heartbeatAt = 0;
+  heartbeatOkAt: number | undefined;
+  /** A money action (idle, budget) that failed is not tried again before this (clock ms). */
+  moneyRetryAt = 0;
+  /** Why the last money action on it failed, shown until one succeeds. */
+  moneyError: string | undefined;
   constructor(readonly id: string) {}
+}
+
+/** When a box was last used, and what the idle watch has done about it. */
+export class IdleMemory {
+  /** Last use (clock ms): a request through its tunnel, progress of a job, a transfer. */
+  usedAt: number | undefined;
+  /** Last progress of a job of ours on it (clock ms). */
+  jobUsedAt: number | undefined;
+  /** Its ComfyUI queue had work that is not ours at the last look; when the next look is due. */
+  foreignQueue = false;
+  queueCheckAt = 0;
+  /** The warning before the action was given for this idle spell. */
+  warned = false;
+  acting = false;
+  /** For the views: seconds idle (null when busy or not watched) and when the action is due. */
+  idleSince: number | null = null;
+  actionAt: number | null = null;
 }
 
 export interface BoxesOptions {

@@ -4,6 +4,7 @@
  * checked now and then, so one stopped or gone outside vai-mcp gets its tunnel closed. Deadlines
  * are absolute times in the records, so a supervisor that starts after one acts at once.
  */
+import { deadmanOf } from '../config/money.js';
 import type { RequestEnv } from '../config/settings.js';
 import { isoAt } from '../lib/clock.js';
 import { toVaiError } from '../lib/errors.js';
@@ -12,7 +13,7 @@ import type { InstanceRecord } from '../store/store.js';
 import type { TunnelManager } from '../tunnels/manager.js';
 import type { Boxes } from './boxes.js';
 
-/** How often the deadlines are looked at. */
+/** How often the deadlines (and the money rules) are looked at. */
 export const SWEEP_MS = 1_000;
 /** A failsafe or lifetime destroy that failed is tried again this much later. */
 const RETRY_MS = 10_000;
@@ -24,7 +25,6 @@ export interface DeadlineActions {
 }
 
 export class Deadlines {
-  private running: AbortController | undefined;
   private sweeping = false;
 
   constructor(
@@ -32,23 +32,6 @@ export class Deadlines {
     private readonly tunnels: TunnelManager,
     private readonly actions: DeadlineActions,
   ) {}
-
-  /** Sweeps at once (a deadline passed while no supervisor ran acts now), then every SWEEP_MS of the clock. */
-  start(): void {
-    if (this.running) return;
-    const running = (this.running = new AbortController());
-    void (async () => {
-      while (!running.signal.aborted) {
-        await this.sweep().catch((err) => this.boxes.log.error(`deadline sweep failed: ${toVaiError(err).message}`));
-        await this.boxes.clock.sleep(SWEEP_MS, running.signal);
-      }
-    })();
-  }
-
-  stop(): void {
-    this.running?.abort();
-    this.running = undefined;
-  }
 
   /** One look at every box; a slow destroy is never started twice by the next tick. */
   async sweep(): Promise<void> {
@@ -91,14 +74,26 @@ export class Deadlines {
     await this.boxes.update(id, { [which]: isoAt(now + RETRY_MS), status_message: message });
   }
 
+  /** Its switch is on and no heartbeat got through for its window (since this supervisor started, if ever). */
+  private stoppedItself(rec: InstanceRecord, provider: Provider): boolean {
+    const beat = provider.heartbeat;
+    const deadman = deadmanOf(rec.config);
+    if (!beat || deadman === 0) return false;
+    const ok = this.boxes.box(rec.instance_id).heartbeatOkAt;
+    return ok === undefined || this.boxes.clock.now() - ok >= deadman * 1000 * beat.scale;
+  }
+
   /** A ready box that stopped or vanished elsewhere: its tunnel is closed, with the reason shown. */
   private async census(rec: InstanceRecord, provider: Provider, env: RequestEnv): Promise<void> {
     const st = await provider.status(rec, this.boxes.ctx(env));
     const id = rec.instance_id;
     if (this.boxes.store.instances.get(id)?.status !== 'ready') return;
     if (st.status === 'stopped') {
-      await this.tunnels.closeListed(id, `the box was stopped (outside vai-mcp); \`vai-mcp-cli start ${id}\` resumes it`);
-      await this.boxes.update(id, { status: 'stopped', status_message: 'stopped outside vai-mcp (storage still bills)' });
+      const why = this.stoppedItself(rec, provider)
+        ? `stopped itself (dead man's switch: no word from the supervisor for deadman_s = ${deadmanOf(rec.config)} s)`
+        : 'stopped outside vai-mcp';
+      await this.tunnels.closeListed(id, `${why}; \`vai-mcp-cli start ${id}\` resumes it`);
+      await this.boxes.update(id, { status: 'stopped', status_message: `${why} (storage still bills); \`vai-mcp-cli start ${id}\` resumes it` });
     } else if (st.status === 'failed') {
       await this.tunnels.closeListed(id, `${st.message ?? 'the box failed'}; \`vai-mcp-cli destroy ${id}\` forgets it`);
       await this.boxes.update(id, { status: 'failed', status_message: st.message ?? 'the box failed' });

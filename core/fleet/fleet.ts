@@ -14,13 +14,23 @@ import { addSecret } from '../lib/log.js';
 import { nowIso } from '../lib/timers.js';
 import { isSettled } from '../model/instance.js';
 import { MAX_BOXES_PER_CREATE } from '../model/limits.js';
-import type { Provider } from '../providers/provider.js';
+import type { Provider, ProviderContext } from '../providers/provider.js';
 import type { InstanceRecord } from '../store/store.js';
 import type { TunnelManager } from '../tunnels/manager.js';
 import type { Boxes } from './boxes.js';
 import type { Provisioning } from './provisioning.js';
 import { destroyedView, instanceView, offerView, orphanView } from './views.js';
 import { waitForBoxes } from './wait.js';
+
+/** What the fleet asks of the money rules (which live apart, and watch the fleet). */
+export interface FleetMoney {
+  /** Refuses (throws) a create or start that money cannot carry: `hourly` is the price of each box asked for. */
+  beforeSpend(hourly: number[], provider: Provider, ctx: ProviderContext, what: 'create' | 'start'): Promise<void>;
+  /** What a paid box has cost so far, from the ledger. */
+  costOf(id: string, nowMs: number): number | undefined;
+}
+
+const NO_MONEY_RULES: FleetMoney = { beforeSpend: async () => undefined, costOf: () => undefined };
 
 /** How long a failsafe destroy waits for the box's log before going ahead without it. */
 const LOG_TAIL_TIMEOUT_MS = 10_000;
@@ -37,10 +47,14 @@ export class Fleet {
     private readonly provisioning: Provisioning,
     /** A box is gone: its unfinished jobs end. */
     private readonly onGone: (id: string, why: string) => Promise<void>,
+    private readonly money: FleetMoney = NO_MONEY_RULES,
   ) {}
 
   view(rec: InstanceRecord): InstanceView {
-    return instanceView(rec, this.tunnels.view(rec.instance_id), this.boxes.clock.now());
+    const now = this.boxes.clock.now();
+    const idle = this.boxes.box(rec.instance_id).idle;
+    const money = { cost_so_far: this.money.costOf(rec.instance_id, now), idle_since: idle.idleSince, idle_action_at: idle.actionAt };
+    return instanceView(rec, this.tunnels.view(rec.instance_id), now, money);
   }
 
   viewOf(id: string): InstanceView {
@@ -84,6 +98,7 @@ export class Fleet {
     const request = p.label ? `${p.label}-${randomBytes(3).toString('hex')}` : (p.request_id ?? randomBytes(4).toString('hex'));
     // The whole request is planned (offers chosen under the price cap) before anything is rented.
     const plan = provider.plan ? await provider.plan(config, count, ctx) : undefined;
+    if (plan) await this.money.beforeSpend(plan.hourly_usd, provider, ctx, 'create');
     const created: string[] = [];
     const notes: string[] = [];
     try {
@@ -102,6 +117,7 @@ export class Fleet {
           remote_port: ic.remote_port,
           config,
           dph_total: box.dph_total,
+          storage_dph: box.storage_dph,
           created_at: isoAt(now),
           ready_deadline: isoAt(now + ic.ready_timeout_s * 1000),
           lifetime_deadline: ic.max_lifetime_s ? isoAt(now + ic.max_lifetime_s * 1000) : undefined,
@@ -274,7 +290,9 @@ export class Fleet {
     }
     // Already started (or coming up): done, like a stop of a stopped box.
     if (rec.status !== 'stopped') return this.viewOf(id);
-    await provider.start(rec, this.boxes.ctx(env));
+    const ctx = this.boxes.ctx(env);
+    if (rec.dph_total !== undefined) await this.money.beforeSpend([rec.dph_total], provider, ctx, 'start');
+    await provider.start(rec, ctx);
     // Coming back is like coming up: the same readiness and the same failsafe deadline.
     const deadline = isoAt(this.boxes.clock.now() + rec.config.instance_config.ready_timeout_s * 1000);
     await this.boxes.update(id, { status: 'loading', ready_at: undefined, ready_deadline: deadline, status_message: 'starting' });

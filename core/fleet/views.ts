@@ -9,14 +9,23 @@ export function costSoFar(dph: number, sinceMs: number, nowMs: number): number {
   return Math.round(dph * (Math.max(0, nowMs - sinceMs) / 3_600_000) * 1000) / 1000;
 }
 
-export function instanceView(rec: InstanceRecord, tunnel: TunnelView | null, nowMs: number): InstanceView {
+/** What the money rules know of a box: its spend so far and how long it has been idle. */
+export interface BoxMoney {
+  cost_so_far?: number;
+  idle_since: number | null;
+  idle_action_at: number | null;
+}
+
+export function instanceView(rec: InstanceRecord, tunnel: TunnelView | null, nowMs: number, money?: BoxMoney): InstanceView {
   return {
     instance_id: rec.instance_id,
     provider: rec.provider,
     status: rec.status,
     label: rec.label,
     dph_total: rec.dph_total ?? null,
-    cost_so_far: rec.dph_total === undefined ? null : costSoFar(rec.dph_total, Date.parse(rec.created_at), nowMs),
+    cost_so_far: rec.dph_total === undefined ? null : money?.cost_so_far !== undefined ? Math.round(money.cost_so_far * 1000) / 1000 : costSoFar(rec.dph_total, Date.parse(rec.created_at), nowMs),
+    idle_s: money?.idle_since == null ? null : Math.max(0, Math.round((nowMs - money.idle_since) / 1000)),
+    idle_action_at: money?.idle_action_at == null ? null : new Date(money.idle_action_at).toISOString(),
     created_at: rec.created_at,
     ready_at: rec.ready_at ?? null,
     status_message: rec.status_message ?? null,
@@ -31,7 +40,7 @@ export function instanceView(rec: InstanceRecord, tunnel: TunnelView | null, now
 /** A box of a repeated request that was destroyed before this supervisor remembers. */
 export function destroyedView(id: string, request: RequestRecord): InstanceView {
   return {
-    instance_id: id, provider: request.provider, status: 'destroyed', label: '', dph_total: null, cost_so_far: null, created_at: request.created_at, ready_at: null,
+    instance_id: id, provider: request.provider, status: 'destroyed', label: '', dph_total: null, cost_so_far: null, idle_s: null, idle_action_at: null, created_at: request.created_at, ready_at: null,
     status_message: 'destroyed', ssh_host: null, ssh_port: null, remote_port: 0, request_id: request.request_id, tunnel: null,
   };
 }
@@ -44,6 +53,8 @@ export function orphanView(o: OrphanBox, provider: InstanceView['provider'], now
     label: o.label,
     dph_total: o.dph_total,
     cost_so_far: o.dph_total && o.started_at ? costSoFar(o.dph_total, o.started_at, nowMs) : null,
+    idle_s: null,
+    idle_action_at: null,
     created_at: o.started_at ? new Date(o.started_at).toISOString() : '',
     ready_at: null,
     status_message: `orphan: a vai-mcp box on the ${provider === 'vast' ? 'Vast.ai ' : ''}account that this machine does not know (${o.state}); if nobody needs it: \`vai-mcp-cli destroy ${o.instance_id}\``,

@@ -21,7 +21,7 @@ import { nowIso, sleep } from '../lib/timers.js';
 import { isJobDone, type JobStatus } from '../model/job.js';
 import type { Collection, JobRecord } from '../store/store.js';
 import { extractOutputs } from './extract.js';
-import { LiveJobs } from './live.js';
+import { LiveJobs, type LiveJob } from './live.js';
 import { cancelJobs, queueOf } from './queue.js';
 
 /** What the job runner needs from the supervisor. */
@@ -30,6 +30,10 @@ export interface JobHost {
   comfyUrl(instanceId: string, timeoutMs: number): Promise<string>;
   hasInstance(instanceId: string): boolean;
   nextJobId(): Promise<string>;
+  /** The box's price ($/h), where it has one: a job costs its running time at it. */
+  priceOf(instanceId: string): number | undefined;
+  /** The box was used for a job: `job` its progress, `use` a transfer (inputs, outputs). */
+  used(instanceId: string, what: 'use' | 'job'): void;
   log: Logger;
 }
 
@@ -59,28 +63,7 @@ export class JobRunner {
   }
 
   view(jobId: string): JobView {
-    const rec = this.record(jobId);
-    const live = this.live.get(jobId);
-    const done = isJobDone(rec.status);
-    return {
-      job_id: rec.job_id,
-      instance_id: rec.instance_id,
-      status: rec.status,
-      prompt_id: rec.prompt_id ?? null,
-      workflow_file: rec.workflow.file,
-      output_dir: rec.workflow.output_dir,
-      progress: done ? (rec.error ?? `${rec.status}, ${rec.outputs.length} output file(s)`) : (live?.progress ?? null),
-      node_index: done ? null : (live?.node_index ?? null),
-      node_count: rec.node_count ?? null,
-      percent: done ? null : (live?.percent ?? null),
-      queue_position: done ? null : (live?.queue_position ?? null),
-      outputs: rec.outputs,
-      error: rec.error ?? null,
-      created_at: rec.created_at,
-      finished_at: rec.finished_at ?? null,
-      destroy_box: rec.destroy_box,
-      box_destroyed: rec.box_destroyed ?? null,
-    };
+    return jobView(this.record(jobId), this.live.get(jobId));
   }
 
   list(instanceId?: string): JobView[] {
@@ -117,6 +100,8 @@ export class JobRunner {
 
   private onProgress(jobId: string, p: JobProgress): void {
     const l = this.live.of(jobId);
+    const owner = this.store.get(jobId)?.instance_id;
+    if (owner) this.host.used(owner, p.phase === 'running' || p.phase === 'queued' ? 'job' : 'use');
     l.node_index = p.node_index ?? l.node_index;
     l.percent = p.percent ?? null;
     l.queue_position = p.queue_position ?? null;
@@ -140,6 +125,7 @@ export class JobRunner {
       outputs: [],
       created_at: nowIso(),
       destroy_box: !!opts.destroyBox,
+      dph_total: this.host.priceOf(instanceId),
     };
     await this.store.set(rec.job_id, rec);
     this.live.of(rec.job_id);
@@ -222,7 +208,9 @@ export class JobRunner {
       }
       await this.update(jobId, { status: 'downloading' });
       this.live.say(jobId, `downloading ${result.outputs.length} output file(s)`, true);
+      this.host.used(rec.instance_id, 'use');
       const files = await downloadOutputs(client, result.outputs, { outputDir: rec.workflow.output_dir, instanceId: rec.instance_id, when: new Date() });
+      this.host.used(rec.instance_id, 'use');
       return this.finish(jobId, 'succeeded', { outputs: files });
     }
   }
@@ -311,7 +299,12 @@ export class JobRunner {
   }
 
   async extract(instanceId: string, outDir: string, o: CallOptions = {}, force = false): Promise<ExtractResult> {
-    return extractOutputs(await this.clientOf(instanceId), instanceId, outDir, o, force);
+    this.host.used(instanceId, 'use');
+    try {
+      return await extractOutputs(await this.clientOf(instanceId), instanceId, outDir, o, force);
+    } finally {
+      this.host.used(instanceId, 'use');
+    }
   }
 
   // ------------------------------------------------------------ restore
@@ -332,4 +325,36 @@ export class JobRunner {
       }
     }
   }
+}
+
+/** What a job shows: its record, with its live progress while it runs. */
+function jobView(rec: JobRecord, live: LiveJob | undefined): JobView {
+  const done = isJobDone(rec.status);
+  return {
+    job_id: rec.job_id,
+    instance_id: rec.instance_id,
+    status: rec.status,
+    prompt_id: rec.prompt_id ?? null,
+    workflow_file: rec.workflow.file,
+    output_dir: rec.workflow.output_dir,
+    progress: done ? (rec.error ?? `${rec.status}, ${rec.outputs.length} output file(s)`) : (live?.progress ?? null),
+    node_index: done ? null : (live?.node_index ?? null),
+    node_count: rec.node_count ?? null,
+    percent: done ? null : (live?.percent ?? null),
+    queue_position: done ? null : (live?.queue_position ?? null),
+    outputs: rec.outputs,
+    error: rec.error ?? null,
+    created_at: rec.created_at,
+    finished_at: rec.finished_at ?? null,
+    destroy_box: rec.destroy_box,
+    box_destroyed: rec.box_destroyed ?? null,
+    cost_usd: costOf(rec),
+  };
+}
+
+/** A job's running time (to its end, or now) at its box's price, to a millionth of a dollar (a job can be seconds). */
+function costOf(rec: JobRecord): number | null {
+  if (rec.dph_total === undefined) return null;
+  const end = rec.finished_at ? Date.parse(rec.finished_at) : Date.now();
+  return Math.round((rec.dph_total * Math.max(0, end - Date.parse(rec.created_at))) / 3.6) / 1_000_000;
 }

@@ -8,5 +8,11 @@ export const TUNNEL_STATES = ['connecting', 'up', 'remote_down', 'reconnecting',
 export type TunnelState = (typeof TUNNEL_STATES)[number];
 export type TunnelViewState = TunnelState | 'closed';
 
+/**
+ * A request header the supervisor's own requests to a box carry (job following, health and queue
+ * checks): they pass the guard like any other, but do not count as someone using the box.
+ */
+export const INTERNAL_REQUEST_HEADER = 'x-vai-internal';
+
 /** `http`: every request head is checked; `off`: bytes pass as they come (a port that is not HTTP). */
 export type GuardMode = 'http' | 'off';

@@ -40,6 +40,8 @@ export interface OrphanBox {
 export interface CreatedBox extends BoxStatus {
   instance_id: string;
   dph_total?: number;
+  /** What it bills while stopped ($/h, its storage). */
+  storage_dph?: number;
   /** What the user should hear of this create (the offer rented, a key added to the account). */
   note?: string;
 }
@@ -51,7 +53,21 @@ export interface CreateSpec {
   /** 1-based number of this box in its request. */
   n: number;
   /** What `plan` returned for the whole request (e.g. the offers chosen for each box). */
-  plan?: unknown;
+  plan?: CreatePlan;
+}
+
+/** How a request will be met, decided before anything is rented. */
+export interface CreatePlan {
+  /** The price of each box asked for ($/h), for the budget and credit checks. */
+  hourly_usd: number[];
+}
+
+/** The command the box's dead man's switch listens for, and how often it is run (the switch's times are scaled alike). */
+export interface Heartbeat {
+  command: string;
+  intervalMs: number;
+  /** The fraction of the switch's documented times in use (1; tests shorten them). */
+  scale: number;
 }
 
 export interface Provider {
@@ -71,7 +87,7 @@ export interface Provider {
    * Decides, before anything is created, how a request for `count` boxes will be met (which
    * offers), refusing it as a whole when it cannot be (price cap, too few offers).
    */
-  plan?(config: Config, count: number, ctx: ProviderContext): Promise<unknown>;
+  plan?(config: Config, count: number, ctx: ProviderContext): Promise<CreatePlan>;
   /** Rents, starts or registers one box. */
   create(spec: CreateSpec, ctx: ProviderContext): Promise<CreatedBox>;
   status(rec: InstanceRecord, ctx: ProviderContext): Promise<BoxStatus>;
@@ -102,6 +118,10 @@ export interface Provider {
   orphans?(known: ReadonlySet<string>, ctx: ProviderContext): Promise<OrphanBox[]>;
   /** Destroys an orphan; false when `id` is no vai-mcp box of the account. */
   destroyOrphan?(id: string, ctx: ProviderContext): Promise<{ destroyed: boolean; label?: string }>;
+  /** The account's credit in $ (null when the answer has none); throws when the account cannot be asked. */
+  credit?(ctx: ProviderContext): Promise<number | null>;
+  /** Boxes carry a dead man's switch that this keeps quiet (run over their SSH link). */
+  readonly heartbeat?: Heartbeat;
   /** Stops background work when the supervisor exits (records stay). */
   shutdown?(): Promise<void>;
 }

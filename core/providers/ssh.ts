@@ -3,6 +3,7 @@
  * "Create" registers it (id `ssh-N`) and the supervisor opens its tunnel; "destroy" forgets it
  * and closes the tunnel, and never touches the machine itself.
  */
+import { badInput } from '../lib/errors.js';
 import type { Config } from '../config/config.js';
 import { resolveAuth, type SshAuth } from '../tunnels/ssh-auth.js';
 import type { InstanceRecord } from '../store/store.js';
@@ -20,6 +21,11 @@ export class SshProvider implements Provider {
 
   /** Loads the key now, so a missing file or passphrase is bad input before anything is registered. */
   validate(config: Config, ctx: ProviderContext): void {
+    const ic = config.instance_config;
+    if (ic.idle_timeout_s) {
+      throw badInput('instance_config.idle_timeout_s does not apply to "ssh" boxes: the machine is not vai-mcp\'s to stop.', 'Leave it out (or 0); `vai-mcp-cli tunnel --stop` closes the tunnel.');
+    }
+    if (ic.deadman_s) throw badInput('instance_config.deadman_s applies to "vast" boxes only.', 'Leave it out for "ssh" boxes.');
     this.authFor(config, ctx);
   }
 

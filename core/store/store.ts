@@ -17,6 +17,7 @@ import { homeFiles } from '../lib/paths.js';
 import type { JobStatus } from '../model/job.js';
 import type { ProviderName } from '../model/provider.js';
 import type { InstanceStatus, SshEndpoint } from '../model/instance.js';
+import type { MoneyAction, LedgerEntry } from '../model/money.js';
 
 export interface InstanceRecord {
   instance_id: string;
@@ -32,6 +33,8 @@ export interface InstanceRecord {
   /** The validated config it was made from (paths absolute). Secrets in it are never shown. */
   config: Config;
   dph_total?: number;
+  /** What it bills while stopped ($/h, its storage), where the provider says. */
+  storage_dph?: number;
   created_at: string;
   ready_at?: string;
   /** Absolute deadlines (ISO), so a restarted supervisor acts at once when one has passed. */
@@ -83,6 +86,18 @@ export interface JobRecord {
   finished_at?: string;
   destroy_box: boolean;
   box_destroyed?: boolean;
+  /** Its box's price when it started ($/h), for the job's cost. */
+  dph_total?: number;
+}
+
+/** The spending budget of this VAI_HOME (one record, key `budget`). */
+export interface BudgetRecord {
+  /** The most the paid boxes may cost; null: no budget (spend is still counted). */
+  limit_usd: number | null;
+  /** What happens to the live paid boxes when the spend reaches the limit. */
+  action: MoneyAction;
+  /** Spend is counted from here (the first use, or `budget --reset`). */
+  counted_from_ms: number;
 }
 
 export interface HostKeyPin {
@@ -169,6 +184,9 @@ export class StateStore {
   readonly hostKeys: Collection<HostKeyPin>;
   readonly requests: Collection<RequestRecord>;
   readonly jobs: Collection<JobRecord>;
+  /** What each paid box has cost (money/ledger.ts), and the budget. */
+  readonly ledger: Collection<LedgerEntry>;
+  readonly budget: Collection<BudgetRecord>;
   /** Counters for ids (`local-1`, `ssh-1`, ...). */
   readonly counters: Collection<number>;
   private readonly stores: KeyvSqlite[] = [];
@@ -191,13 +209,15 @@ export class StateStore {
     this.hostKeys = make('hostkeys');
     this.requests = make('requests');
     this.jobs = make('jobs');
+    this.ledger = make('ledger');
+    this.budget = make('budget');
     this.counters = make('counters');
   }
 
   private async loadAll(): Promise<void> {
     // All at once: each collection has its own connection, and each must have a handler
     // attached before a broken file rejects them (else they surface as unhandled rejections).
-    const collections = [this.instances, this.tunnels, this.ports, this.hostKeys, this.requests, this.jobs, this.counters] as Collection<unknown>[];
+    const collections = [this.instances, this.tunnels, this.ports, this.hostKeys, this.requests, this.jobs, this.ledger, this.budget, this.counters] as Collection<unknown>[];
     const results = await Promise.allSettled(collections.map((c) => c.load()));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;

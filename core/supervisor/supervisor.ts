@@ -2,7 +2,7 @@
  * The supervisor: the one long-lived process per VAI_HOME that owns every tunnel, port lease,
  * provisioning watch, job and simulated box, so that they outlive the CLI or MCP process that
  * asked for them. This class is the composition root (it builds the managers, with the providers
- * and the clock they are given) and the in-process `VaiApi`, whose calls it routes to them; the
+ * and the clock they are given, and runs their sweeps on that clock) and the in-process `VaiApi`, whose calls it routes to them; the
  * control socket (core/control/server.ts) serves it, and main.ts is the process around it.
  */
 import type { CallOptions, DaemonStatus, HelloParams, HelloResult, VaiApi } from '../api/api.js';
@@ -10,14 +10,16 @@ import { requestEnvFrom, type RequestEnv } from '../config/settings.js';
 import { realClock, type Clock } from '../lib/clock.js';
 import { addSecret, type Logger } from '../lib/log.js';
 import { ensurePrivateDir } from '../lib/paths.js';
-import { compareVersions, VERSION } from '../lib/version.js';
+import { Sweeper } from '../lib/sweeper.js';
+import { VERSION } from '../lib/version.js';
 import { Boxes } from '../fleet/boxes.js';
-import { Deadlines } from '../fleet/deadlines.js';
+import { Deadlines, SWEEP_MS } from '../fleet/deadlines.js';
 import { byId, Fleet } from '../fleet/fleet.js';
 import { Provisioning } from '../fleet/provisioning.js';
 import { TunnelApi } from '../fleet/tunnel-api.js';
 import { Oneshots } from '../jobs/oneshot.js';
 import { JobRunner } from '../jobs/runner.js';
+import { Money } from '../money/money.js';
 import type { ProviderName } from '../model/provider.js';
 import { LocalProvider } from '../providers/local.js';
 import type { Provider } from '../providers/provider.js';
@@ -27,6 +29,7 @@ import { StateStore } from '../store/store.js';
 import { NO_ALLOWANCES, type GuardAllowances } from '../tunnels/guard.js';
 import { sshKeyReport } from '../tunnels/key-report.js';
 import { TunnelManager } from '../tunnels/manager.js';
+import { handshakeWarnings } from './handshake.js';
 
 export interface SupervisorOptions {
   home: string;
@@ -60,6 +63,8 @@ export class Supervisor implements VaiApi {
   readonly provisioning: Provisioning;
   readonly deadlines: Deadlines;
   readonly jobs: JobRunner;
+  readonly money: Money;
+  private readonly sweeper: Sweeper;
   private readonly tunnelApi: TunnelApi;
   private readonly oneshots: Oneshots;
   private readonly providers: Partial<Record<ProviderName, Provider>>;
@@ -92,12 +97,23 @@ export class Supervisor implements VaiApi {
       comfyUrl: (id, timeoutMs) => this.tunnelApi.comfyUrl(id, timeoutMs),
       hasInstance: (id) => store.instances.has(id),
       nextJobId: () => store.nextId('job'),
+      priceOf: (id) => store.instances.get(id)?.dph_total,
+      used: (id, what) => this.money.idle.touch(id, what),
       log: log.child('jobs'),
     });
     this.provisioning = new Provisioning(boxes, this.tunnels, (id, reason) => this.fleet.fail(id, reason));
-    this.fleet = new Fleet(boxes, this.tunnels, this.provisioning, (id, why) => this.jobs.instanceGone(id, why));
+    this.money = new Money(boxes, {
+      forwardOf: (id) => this.tunnels.forwardOf(id),
+      ourPromptIds: () => new Set(store.jobs.values().map((j) => j.prompt_id ?? '')),
+      hasActiveJobs: (id) => this.jobs.activeOn(id).length > 0,
+      stop: (id, env) => this.fleet.stop(id, env),
+      destroy: (id, env, m) => this.fleet.destroy(id, env, m),
+      run: (id, command, timeoutMs) => this.tunnels.run(id, boxes.envOf(id), command, timeoutMs),
+    });
+    this.fleet = new Fleet(boxes, this.tunnels, this.provisioning, (id, why) => this.jobs.instanceGone(id, why), this.money.fleetRules());
     this.tunnelApi = new TunnelApi(boxes, this.tunnels, this.provisioning);
     this.deadlines = new Deadlines(boxes, this.tunnels, { fail: (id, r) => this.fleet.fail(id, r), destroy: (id, env, m) => this.fleet.destroy(id, env, m) });
+    this.sweeper = new Sweeper(boxes.clock, SWEEP_MS, [{ name: 'deadline sweep', run: () => this.deadlines.sweep() }, ...this.money.steps()], log);
     this.oneshots = new Oneshots(this.jobs, {
       instances: store.instances,
       jobRecords: store.jobs,
@@ -120,7 +136,8 @@ export class Supervisor implements VaiApi {
     addSecret(opts.env?.VAI_SSH_PASSPHRASE);
     await sup.fleet.restore();
     await sup.jobs.restore((job) => void sup.oneshots.carryOut(job.job_id));
-    sup.deadlines.start();
+    await sup.money.start();
+    sup.sweeper.start();
     return sup;
   }
 
@@ -175,21 +192,23 @@ export class Supervisor implements VaiApi {
   };
   oneshot: VaiApi['oneshot'] = (p, o = {}) => this.oneshots.run(p, o);
 
+  // ---------------------------------------------------------------- money
+
+  getBudget: VaiApi['getBudget'] = async (_p, o = {}) => this.money.budget.view(this.boxes.ctx(this.envOf(o)), this.providers.vast);
+  setBudget: VaiApi['setBudget'] = async (p, o = {}) => {
+    await this.money.budget.change(p);
+    return this.getBudget({}, o);
+  };
+  moneyWarnings: VaiApi['moneyWarnings'] = async () => {
+    await this.money.ledger.sync();
+    return this.money.budget.warnings();
+  };
+
   // ---------------------------------------------------------------- the daemon
 
   async hello(p: HelloParams): Promise<HelloResult> {
-    const warnings = [...this.warnings];
-    const later = '(tunnels come back on their ports)';
-    if (p.base_port !== this.opts.basePort) warnings.push(`The supervisor runs with VAI_BASE_PORT=${this.opts.basePort}; your ${p.base_port} applies after \`vai-mcp-cli daemon stop\` ${later}.`);
-    for (const [name, ours, theirs] of [
-      ['VAI_ALLOWED_ORIGINS', this.allowances.origins, p.allowed_origins],
-      ['VAI_ALLOWED_HOSTS', this.allowances.hosts, p.allowed_hosts],
-    ] as const) {
-      if (theirs !== undefined && [...theirs].sort().join(',') !== [...ours].sort().join(',')) {
-        warnings.push(`The supervisor runs with ${name}=${ours.join(',') || '(none)'}; your ${theirs.join(',') || '(none)'} applies after \`vai-mcp-cli daemon stop\` ${later}.`);
-      }
-    }
-    if (compareVersions(VERSION, p.version) > 0) warnings.push(`The supervisor (vai-mcp ${VERSION}) is newer than this client (${p.version}).`);
+    const budget = await this.money.budget.adopt({ limit_usd: p.budget_usd, action: p.budget_action });
+    const warnings = [...this.warnings, ...handshakeWarnings(this.opts.basePort, this.allowances, p), ...budget];
     return { version: VERSION, pid: process.pid, home: this.opts.home, base_port: this.opts.basePort, warnings };
   }
 
@@ -220,7 +239,7 @@ export class Supervisor implements VaiApi {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    this.deadlines.stop();
+    this.sweeper.stop();
     this.provisioning.close();
     await this.tunnels.shutdown(this.boxes.all());
     for (const p of Object.values(this.providers)) await p?.shutdown?.();

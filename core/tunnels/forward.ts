@@ -17,7 +17,7 @@ import { waitForEvent } from '../lib/timers.js';
 import type { GuardMode, TunnelState } from '../model/tunnel.js';
 import { GuardPolicy, NO_ALLOWANCES, type GuardAllowances } from './guard.js';
 import type { ChannelError, LinkState, SshLink } from './link.js';
-import { carry, carryGuarded, RefusalLog } from './local-connection.js';
+import { carry, carryGuarded, ClientUse, RefusalLog } from './local-connection.js';
 import { Listeners } from './listeners.js';
 
 export interface ForwardTiming {
@@ -74,7 +74,8 @@ export class Forward extends EventEmitter {
   readonly remotePort: number;
   readonly remoteHost: string;
   readonly guardMode: GuardMode;
-  private readonly guard: GuardPolicy | undefined;
+  /** The guard on each request, and whether a client used the box since the last look. */
+  private readonly use: ClientUse;
   private readonly timing: ForwardTiming;
   private readonly log: Logger;
 
@@ -105,7 +106,7 @@ export class Forward extends EventEmitter {
     this.remotePort = opts.remotePort;
     this.remoteHost = opts.remoteHost ?? '127.0.0.1';
     this.guardMode = opts.guard?.mode ?? 'http';
-    this.guard = this.guardMode === 'http' ? new GuardPolicy(opts.localPort, opts.guard?.allow ?? NO_ALLOWANCES) : undefined;
+    this.use = new ClientUse(this.guardMode === 'http' ? new GuardPolicy(opts.localPort, opts.guard?.allow ?? NO_ALLOWANCES) : undefined);
     this.timing = { ...DEFAULT_FORWARD_TIMING, ...opts.timing };
     this.log = (opts.log ?? silentLogger).child(opts.instanceId);
     this.refusals = new RefusalLog(opts.localPort, this.log);
@@ -178,6 +179,9 @@ export class Forward extends EventEmitter {
       listen: this.local.addresses(),
     };
   }
+
+  /** Whether a local client used the box through this forward since the last call (money/idle.ts). */
+  readonly takeClientActivity = (): boolean => this.use.take();
 
   /** Resolves when the forward reaches one of `states`, or rejects after `timeoutMs`. */
   async waitFor(states: TunnelState[], timeoutMs: number): Promise<TunnelState> {
@@ -352,8 +356,8 @@ export class Forward extends EventEmitter {
           this.probed = { up: true };
           this.update();
         }
-        if (this.guard) carryGuarded(sock, ch, link, this.guard, (r) => this.refusals.note(r));
-        else carry(sock, ch, link);
+        if (this.use.check) carryGuarded(sock, ch, link, this.use.check, (r) => this.refusals.note(r));
+        else carry(sock, ch, link, this.use.mark);
       },
       (err: ChannelError) => {
         sock.destroy();

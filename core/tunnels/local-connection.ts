@@ -7,8 +7,9 @@ import type net from 'node:net';
 import type { Logger } from '../lib/log.js';
 import type { ClientChannel } from 'ssh2';
 import { noteBytesCarried } from './gc-pacing.js';
+import { INTERNAL_REQUEST_HEADER } from '../model/tunnel.js';
 import { refusalResponse, type GuardPolicy } from './guard.js';
-import { RequestFramer, type Refusal } from './http-framing.js';
+import { RequestFramer, type HeadCheck, type Refusal } from './http-framing.js';
 
 /**
  * After a refusal on a connection whose earlier requests went through, their answers may still be
@@ -39,9 +40,12 @@ function closeTogether(sock: net.Socket, ch: ClientChannel): void {
   });
 }
 
-/** Both directions as they come. */
-export function carry(sock: net.Socket, ch: ClientChannel, link: net.Socket | undefined): void {
-  sock.prependListener('data', (chunk: Buffer) => corkPerRead(link, chunk.length));
+/** Both directions as they come; `onClientData` hears of every read from the client. */
+export function carry(sock: net.Socket, ch: ClientChannel, link: net.Socket | undefined, onClientData: () => void = () => {}): void {
+  sock.prependListener('data', (chunk: Buffer) => {
+    corkPerRead(link, chunk.length);
+    onClientData();
+  });
   sock.pipe(ch).pipe(sock);
   closeTogether(sock, ch);
   sock.resume();
@@ -51,8 +55,8 @@ export function carry(sock: net.Socket, ch: ClientChannel, link: net.Socket | un
  * Client to box through the guard; box to client as it comes. A refused request is answered
  * here and ends the connection; nothing of it, nor anything after it, reaches the box.
  */
-export function carryGuarded(sock: net.Socket, ch: ClientChannel, link: net.Socket | undefined, guard: GuardPolicy, onRefused: (r: Refusal) => void): void {
-  const framer = new RequestFramer(guard.check);
+export function carryGuarded(sock: net.Socket, ch: ClientChannel, link: net.Socket | undefined, check: HeadCheck, onRefused: (r: Refusal) => void): void {
+  const framer = new RequestFramer(check);
   let sent = false;
   let blocked = false;
   /** The refusal, once the box has finished the answers it owes. */
@@ -117,6 +121,34 @@ export function carryGuarded(sock: net.Socket, ch: ClientChannel, link: net.Sock
 const REFUSAL_LOG_MS = 60_000;
 
 /** A forward's refusals: counted, and each refused origin (or host) named in the log at most once a minute. */
+/**
+ * Whether a local client used the box since the last look: a request the guard passed that is not
+ * the supervisor's own, or (unguarded) any bytes. An open websocket that sends nothing is not use.
+ */
+export class ClientUse {
+  private used = false;
+  /** The guard's check of each request head, noting use; none when the guard is off. */
+  readonly check: HeadCheck | undefined;
+
+  constructor(guard: GuardPolicy | undefined) {
+    this.check = guard && ((head) => {
+      const refusal = guard.check(head);
+      if (!refusal && !head.fields.has(INTERNAL_REQUEST_HEADER)) this.used = true;
+      return refusal;
+    });
+  }
+
+  readonly mark = (): void => {
+    this.used = true;
+  };
+
+  take(): boolean {
+    const used = this.used;
+    this.used = false;
+    return used;
+  }
+}
+
 export class RefusalLog {
   count = 0;
   private readonly loggedAt = new Map<string, number>();

@@ -9,7 +9,8 @@ import type { RequestEnv } from '../config/settings.js';
 import { failure, toVaiError, unknownInstance } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import type { Mutex } from '../lib/mutex.js';
-import { nowIso } from '../lib/timers.js';
+import { nowIso, waitForEvent } from '../lib/timers.js';
+import type { SshEndpoint } from '../model/instance.js';
 import { parseAllowList } from '../model/origins.js';
 import type { TunnelState } from '../model/tunnel.js';
 import type { InstanceRecord, StateStore, TunnelRecord } from '../store/store.js';
@@ -71,6 +72,37 @@ export class TunnelManager {
   exec(id: string, command: string, timeoutMs?: number): Promise<string> {
     const link = this.host.box(id).tunnel.link;
     return link ? link.exec(command, timeoutMs) : Promise.reject(new Error('the box has no SSH link'));
+  }
+
+  /**
+   * Runs a command on a box over its SSH link, whether or not its tunnel is open: the link is made
+   * when the box has none, held for the command, and let go after (it disconnects when nothing
+   * else holds it).
+   */
+  async run(id: string, env: RequestEnv, command: string, timeoutMs = 10_000): Promise<string> {
+    const box = this.host.box(id);
+    const link = await box.lock.run(async () => {
+      const rec = this.host.store.instances.get(id);
+      if (!rec?.ssh || box.destroying) throw new Error(`${id} has no SSH endpoint now`);
+      const t = box.tunnel;
+      if (t.link && (t.link.state === 'failed' || t.link.ssh.host !== rec.ssh.host || t.link.ssh.port !== rec.ssh.port) && !t.forward) {
+        t.link.stop();
+        t.link = undefined;
+      }
+      return (t.link ??= this.newLink(rec, rec.ssh, this.host.auth(rec, env)));
+    });
+    const release = link.hold();
+    try {
+      if (!(await waitForEvent(link, 'state', () => link.isReady || link.state === 'failed', { timeoutMs }))) throw new Error(`the SSH link did not come up within ${timeoutMs} ms`);
+      return await link.exec(command, timeoutMs);
+    } finally {
+      release();
+    }
+  }
+
+  private newLink(rec: InstanceRecord, ssh: SshEndpoint, auth: SshAuth): SshLink {
+    const id = rec.instance_id;
+    return new SshLink({ instanceId: id, ssh, auth, checkHostKey: (hp, sha) => this.pins.check(id, hp, sha), log: this.host.log.child('tunnel') });
   }
 
   /** A box's guard: the supervisor's allowances plus the box's own. */
@@ -137,7 +169,7 @@ export class TunnelManager {
       };
       await this.host.store.tunnels.set(id, trec);
       t.notRunning = undefined;
-      const link = (t.link ??= new SshLink({ instanceId: id, ssh: current.ssh, auth, checkHostKey: (hp, sha) => this.pins.check(id, hp, sha), log: this.host.log.child('tunnel') }));
+      const link = (t.link ??= this.newLink(current, current.ssh, auth));
       const forward = new Forward({ instanceId: id, link, localPort: port, remotePort: current.remote_port, guard: this.guardOf(current), log: this.host.log.child('tunnel') });
       forward.on('state', (state: TunnelState, prevState: TunnelState) => this.onState(id, forward, state, prevState));
       t.forward = forward;

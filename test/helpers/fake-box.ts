@@ -85,6 +85,17 @@ export interface FakeBox {
   hostKeySha256(): string;
   /** sshd's stderr so far (last 256 KiB). */
   sshdLogs(): string;
+  /** Where the dead man's switch heartbeat lands: `touch /tmp/vai-heartbeat` over SSH touches this file. */
+  readonly heartbeatFile: string;
+  /**
+   * Runs an onstart script in the namespace, as the box's boot does (`sh -c`, in the background,
+   * `entrypoint.sh` a no-op on PATH), with `env`; `127.0.0.1:<apiPort>` in the namespace is relayed
+   * to `hostSideAddress:<apiPort>` (where a fake API can listen). Stopped by `stopOnstart()`.
+   */
+  runOnstart(script: string, env: Record<string, string>, apiPort: number): Promise<void>;
+  stopOnstart(): Promise<void>;
+  /** What the onstart script printed (its stdout and stderr). */
+  onstartOutput(): string;
   /** Kills everything by PID, deletes the link and the namespace, removes the folder. Idempotent. */
   destroy(): Promise<void>;
 }
@@ -212,6 +223,20 @@ process.stdin.resume();
 
 const LOG_CAP = 256 * 1024;
 
+/** In the namespace: 127.0.0.1:<port> relayed to <host side>:<port>, so a script there reaches a fake API on the host. */
+const RELAY_SCRIPT = `
+const net = require('node:net');
+const [port, host] = process.argv.slice(1);
+net.createServer((c) => {
+  const up = net.connect(Number(port), host);
+  c.pipe(up).pipe(c);
+  c.on('error', () => up.destroy());
+  up.on('error', () => c.destroy());
+}).listen(Number(port), '127.0.0.1', () => process.stdout.write('listening\\n'));
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
+`;
+
 // ---------------------------------------------------------------------------------------------
 
 class Box implements FakeBox {
@@ -234,6 +259,9 @@ class Box implements FakeBox {
   private readonly startTimeoutMs: number;
   private sshd: ChildProcess | undefined;
   private comfy: ChildProcess | undefined;
+  private onstart: ChildProcess | undefined;
+  private relay: ChildProcess | undefined;
+  private onstartText = '';
   private sshdLog = '';
   private gone = false;
 
@@ -265,6 +293,8 @@ class Box implements FakeBox {
         `LOG='${this.onstartPath}'`,
         `printf '%s\\n' "$SSH_ORIGINAL_COMMAND" | tr '\\n' ' ' | sed 's/ $//' >> '${this.execLogPath}'`,
         `echo >> '${this.execLogPath}'`,
+        // The supervisor's heartbeat for the box's dead man's switch (kept apart per box).
+        `if [ "$SSH_ORIGINAL_COMMAND" = 'touch /tmp/vai-heartbeat' ]; then exec touch '${path.join(this.dir, 'heartbeat')}'; fi`,
         'n=$(printf "%s" "$SSH_ORIGINAL_COMMAND" | sed -n "s/.*tail[^|;&]*-n *\\([0-9][0-9]*\\).*/\\1/p; s/.*tail[^|;&]* -\\([0-9][0-9]*\\).*/\\1/p" | head -n 1)',
         'if [ -n "$n" ]; then exec tail -n "$n" "$LOG"; fi',
         'exec cat "$LOG"',
@@ -273,6 +303,59 @@ class Box implements FakeBox {
       { mode: 0o700 },
     );
     writeFileSync(this.comfyScriptPath, COMFY_SCRIPT, { mode: 0o600 });
+  }
+
+  get heartbeatFile(): string {
+    return path.join(this.dir, 'heartbeat');
+  }
+
+  async runOnstart(script: string, env: Record<string, string>, apiPort: number): Promise<void> {
+    if (this.gone) throw new Error(`fake box ${this.name}: destroyed`);
+    await this.stopOnstart();
+    const bin = path.join(this.dir, 'bin');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(path.join(bin, 'entrypoint.sh'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    if (!this.relay) {
+      const relay = spawn('ip', ['netns', 'exec', this.ns, process.execPath, '-e', RELAY_SCRIPT, String(apiPort), this.hostSideAddress], { stdio: ['pipe', 'pipe', 'pipe'] });
+      relay.stdin!.on('error', () => {});
+      let out = '';
+      relay.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      this.relay = relay;
+      if (relay.pid) tellWatchdog('pid+', String(relay.pid));
+      await pollUntil(`the API relay of ${this.name}`, () => {
+        if (relay.exitCode !== null) throw new Error(`fake box ${this.name}: the API relay exited`);
+        return out.includes('listening');
+      }, this.startTimeoutMs);
+    }
+    const child = spawn('ip', ['netns', 'exec', this.ns, 'sh', '-c', script], {
+      env: { PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`, HOME: this.dir, ...env, VAI_HEARTBEAT_FILE: this.heartbeatFile, VAI_WATCHDOG_LOG: path.join(this.dir, 'watchdog.log') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: this.dir,
+    });
+    const keep = (d: Buffer) => (this.onstartText = (this.onstartText + d.toString()).slice(-LOG_CAP));
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    this.onstart = child;
+    if (child.pid) tellWatchdog('pid+', String(child.pid));
+  }
+
+  /** The script and what it left running in the background (the watchdog), by PID. */
+  async stopOnstart(): Promise<void> {
+    const child = this.onstart;
+    this.onstart = undefined;
+    if (!child?.pid) return;
+    // The script itself may have exited, leaving its background jobs: they are found by the
+    // namespace's PIDs (all but sshd, the app and the relay).
+    const keep = new Set([this.sshd, this.comfy, this.relay].flatMap((c) => (c?.pid ? [c.pid, ...descendantsOf(c.pid)] : [])));
+    const { stdout } = await execFileP('ip', ['netns', 'pids', this.ns], { timeout: 5000 }).catch(() => ({ stdout: '' }));
+    const pids = stdout.split(/\s+/).filter(Boolean).map(Number).filter((p) => !keep.has(p));
+    signalAll(pids, 'SIGKILL');
+    await pollUntil(`${this.name}: the onstart processes to die`, () => pids.every(isDead), 5000, 10).catch(() => {});
+    tellWatchdog('pid-', String(child.pid));
+  }
+
+  onstartOutput(): string {
+    return this.onstartText;
   }
 
   get sshRunning(): boolean {
@@ -497,7 +580,7 @@ class Box implements FakeBox {
     if (this.gone) return;
     this.gone = true;
     let firstErr: unknown;
-    for (const stop of [() => this.stopSsh(), () => this.stopComfy()]) {
+    for (const stop of [() => this.stopOnstart(), () => this.stopSsh(), () => this.stopComfy(), () => this.stopTree(this.relay)]) {
       try {
         await stop();
       } catch (err) {
@@ -529,7 +612,7 @@ class Box implements FakeBox {
     if (this.gone) return;
     this.gone = true;
     try {
-      for (const c of [this.sshd, this.comfy]) if (c?.pid) signalAll([c.pid, ...descendantsOf(c.pid)], 'SIGKILL');
+      for (const c of [this.sshd, this.comfy, this.relay, this.onstart]) if (c?.pid) signalAll([c.pid, ...descendantsOf(c.pid)], 'SIGKILL');
       if (this.ns) {
         ipSync(['link', 'del', this.hostLink]);
         ipSync(['netns', 'del', this.ns]);

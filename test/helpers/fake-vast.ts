@@ -21,6 +21,11 @@
  * - show, v1 list (select_filters, order_by, limit <= 25, after_token/next_token), 410 v0 list,
  *   destroy, stop/start/label, request_logs (+ the result_url that answers 404 at first), account
  *   SSH keys, attaching a key to an instance, the current user.
+ * - the box's own key: each create answers an `instance_api_key`; a box's `onstart` runs in its
+ *   namespace (fake-box.ts `runOnstart`) with `CONTAINER_ID`, `CONTAINER_API_KEY` and the
+ *   instance's env, and again at each start; its processes are killed at a stop. The API also
+ *   listens on each box's host-side address, which the box reaches as 127.0.0.1 (a relay). That
+ *   key may stop or destroy its own instance (`PUT {"state": "stopped"}`, `DELETE`) and nothing else.
  * - faults: `rateLimitNext(n)`, pacing (per-endpoint minimum intervals, `paceViolations`),
  *   `loseNextCreateResponse()`, `nextBoxBehaviour()`, `setStatus()`, `vanish()`, 2FA keys.
  *
@@ -314,6 +319,8 @@ interface Ctl {
   /** The onstart log (mirrored into the box's file). */
   log: string[];
   gone: boolean;
+  /** The box's own key (`instance_api_key`, CONTAINER_API_KEY on the box). */
+  apiKey?: string;
 }
 
 interface LogJob {
@@ -365,7 +372,12 @@ export class FakeVast {
   private readonly logNotReadyPolls: number;
   private readonly legacyV0List: boolean;
   private readonly accountKeysReachRunning: boolean;
-  private readonly user: Json;
+  /** `GET /api/v0/users/current/` (tests change `credit`). */
+  readonly user: Json;
+  /** Instance API keys (instance_api_key): key -> instance id. */
+  private readonly apiKeys = new Map<string, number>();
+  /** The API's listeners on boxes' host-side addresses, by address. */
+  private readonly boxSide = new Map<string, http.Server>();
   private closed = false;
 
   constructor(keys: string[], opts: FakeVastOptions = {}) {
@@ -705,7 +717,14 @@ export class FakeVast {
       return this.text(res, 429, 'API requests too frequent endpoint threshold=1.0', rec);
     }
     const key = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
-    if (!key || !this.keys.has(key)) return this.json(res, 404, { success: false, error: 'auth_error', msg: 'Invalid user key' }, rec);
+    if (!key) return this.json(res, 404, { success: false, error: 'auth_error', msg: 'Invalid user key' }, rec);
+    const ownInstance = this.apiKeys.get(key);
+    if (ownInstance !== undefined) {
+      const own = /^\/api\/v0\/instances\/(\d+)\/$/.exec(p);
+      if (!own || Number(own[1]) !== ownInstance || (method !== 'PUT' && method !== 'DELETE')) {
+        return this.json(res, 401, { success: false, error: 'auth_error', msg: 'This instance key may only stop or destroy its own instance.' }, rec);
+      }
+    } else if (!this.keys.has(key)) return this.json(res, 404, { success: false, error: 'auth_error', msg: 'Invalid user key' }, rec);
     if (this.twoFactorKeys.has(key)) {
       return this.json(res, 401, { success: false, error: 'auth_error', msg: 'Two Factor Authentication is required for this session: verify with your 2FA code (vastai tfa login).' }, rec);
     }
@@ -968,7 +987,9 @@ export class FakeVast {
       return;
     }
     if (lose === '502') return this.text(res, 502, '<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>\n', rec, 'text/html');
-    return this.json(res, 200, { success: true, new_contract: id, instance_api_key: randomBytes(32).toString('hex') }, rec);
+    c.apiKey = randomBytes(32).toString('hex');
+    this.apiKeys.set(c.apiKey, id);
+    return this.json(res, 200, { success: true, new_contract: id, instance_api_key: c.apiKey }, rec);
   }
 
   /** null -> loading -> running (or the failure) on a schedule; the box comes up at "running". */
@@ -1064,6 +1085,7 @@ export class FakeVast {
 
   private runOnstart(c: Ctl, gen: number): void {
     const id = c.inst.id;
+    if (c.box && c.inst.onstart) void this.enqueue(c, () => this.bootScript(c, gen));
     if (!c.runsEntrypoint) {
       this.appendLog(c, c.inst.onstart ? `onstart: ran the onstart script (${c.inst.onstart.length} bytes); the image entrypoint was not run` : 'onstart: no onstart script');
       return;
@@ -1091,6 +1113,24 @@ export class FakeVast {
         this.appendLog(c, `To see the GUI go to: http://${c.inst.public_ipaddr}:8188`);
       });
     });
+  }
+
+  /** The create's onstart, run in the box's namespace as the box's boot would. */
+  private async bootScript(c: Ctl, gen: number): Promise<void> {
+    const box = c.box;
+    if (!box || c.gen !== gen || c.gone || this.closed || !c.inst.onstart) return;
+    const port = Number(new URL(this.url).port);
+    if (!this.boxSide.has(box.hostSideAddress)) {
+      const server = http.createServer((req, res) => this.handle(req, res));
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, box.hostSideAddress, () => resolve()));
+      this.boxSide.set(box.hostSideAddress, server);
+    }
+    const env = { ...Object.fromEntries((c.inst.extra_env ?? []).filter(([k]) => !k.startsWith('-'))), CONTAINER_ID: String(c.inst.id), CONTAINER_API_KEY: c.apiKey ?? '' };
+    try {
+      await box.runOnstart(c.inst.onstart, env, port);
+    } catch (err) {
+      this.errors.push(`instance ${c.inst.id}: onstart did not run: ${(err as Error).message}`);
+    }
   }
 
   // ------------------------------------------------------------------------------- instances
@@ -1175,7 +1215,12 @@ export class FakeVast {
     await this.enqueue(c, async () => {
       const box = c.box;
       c.box = undefined;
-      if (box) await box.destroy();
+      if (!box) return;
+      const side = this.boxSide.get(box.hostSideAddress);
+      this.boxSide.delete(box.hostSideAddress);
+      side?.closeAllConnections();
+      side?.close();
+      await box.destroy();
     }).catch((err) => this.errors.push(`instance ${id}: destroying its box: ${(err as Error).message}`));
   }
 
@@ -1222,6 +1267,7 @@ export class FakeVast {
       // Read the box inside the step: one may still be coming up.
       void this.enqueue(c, async () => {
         if (c.gen !== gen || c.gone) return;
+        await c.box?.stopOnstart();
         await c.box?.stopComfy();
         await c.box?.stopSsh();
       }).catch((err) => this.errors.push(`instance ${c.inst.id}: stopping its box: ${(err as Error).message}`));
@@ -1285,6 +1331,11 @@ export class FakeVast {
         if (box) await box.destroy().catch((err) => errs.push(err));
       }),
     );
+    for (const side of this.boxSide.values()) {
+      side.closeAllConnections();
+      await new Promise<void>((r) => side.close(() => r()));
+    }
+    this.boxSide.clear();
     const server = this.server;
     this.server = undefined;
     if (server) {

@@ -2,7 +2,8 @@
  * A paid provider whose boxes do what the test says: each box's state is set by the test
  * (`loading`, `running`, `stopped`, `gone`), and a running box is a real SSH server with a
  * ComfyUI-like app (the simulator's box), so tunnels and readiness checks are the real ones.
- * It answers as the `vast` provider would (failsafe destroy, census of ready boxes).
+ * It answers as the `vast` provider would (failsafe destroy, census of ready boxes, stop and
+ * start), at $0.50/h a box.
  */
 import ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
@@ -36,6 +37,9 @@ export class ScriptedProvider implements Provider {
   statusCalls = 0;
   /** While set, status() waits for it before it answers (a slow provider API). */
   hold: Promise<void> | undefined;
+  /** While set, stop() fails with this message (say, a key the provider refuses). */
+  failStops: string | undefined;
+  stopCalls = 0;
 
   private readonly boxes = new Map<string, { sim: SimulatedBox; port: number }>();
   private readonly userKeyPath: string;
@@ -88,6 +92,17 @@ export class ScriptedProvider implements Provider {
     this.destroyed.push(rec.instance_id);
     this.state.delete(rec.instance_id);
     await this.kill(rec.instance_id);
+  }
+
+  async stop(rec: InstanceRecord): Promise<void> {
+    this.stopCalls++;
+    if (this.failStops) throw new Error(this.failStops);
+    this.state.set(rec.instance_id, 'stopped');
+    await this.kill(rec.instance_id);
+  }
+
+  async start(rec: InstanceRecord): Promise<void> {
+    this.state.set(rec.instance_id, 'running');
   }
 
   auth(): SshAuth {

@@ -1,7 +1,8 @@
 /**
  * The fleet's managers in process, on a fake clock and a scripted paid provider whose running
  * boxes are real SSH servers: a box watched from rented to ready, the failsafe and lifetime
- * deadlines, a supervisor restart, a destroy racing the watch, and the census of ready boxes.
+ * deadlines, a supervisor restart, a destroy racing the watch, the census of ready boxes, an idle
+ * stop that fails and is retried, and a job's cost.
  * Time moves only when a test moves it, so a 30-minute deadline takes milliseconds.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { FakeClock } from '../helpers/fake-clock.js';
 import { canBind, httpGet } from '../helpers/net.js';
 import { randomBasePort } from '../helpers/ports.js';
 import { ScriptedProvider } from '../helpers/scripted-provider.js';
+import { ROOT } from '../helpers/cli.js';
 
 const env = { PATH: process.env.PATH, HOME: os.tmpdir() };
 
@@ -45,7 +47,8 @@ describe('fleet managers on a fake clock', () => {
     return sup;
   };
   const create = async (s: Supervisor, ic: Record<string, unknown> = {}) => {
-    const config = parseConfig({ provider: 'vast', instance_config: { ready_timeout_s: 600, ...ic } });
+    // Idle stops are off unless a test turns them on (a vast box's default is 30 min).
+    const config = parseConfig({ provider: 'vast', instance_config: { ready_timeout_s: 600, idle_timeout_s: 0, ...ic } });
     const { instances } = await s.createInstances({ config }, { env });
     return instances[0]!.instance_id;
   };
@@ -197,5 +200,44 @@ describe('fleet managers on a fake clock', () => {
     expect(view(s, paused).status_message).toContain('stopped outside vai-mcp');
     for (const id of [gone, paused]) expect(view(s, id).tunnel?.state).not.toBe('up');
     await until(() => canBind(port), `port ${port} to be free of the gone box's listener`);
+  });
+
+  it('an idle stop that fails is retried every minute and shown in the list and in every result, until it succeeds', async () => {
+    const s = await start();
+    const id = await create(s, { idle_timeout_s: 600 });
+    provider.state.set(id, 'running');
+    await until(() => view(s, id).status === 'ready', 'ready', { clock, stepMs: 1_000 });
+    await until(() => view(s, id).idle_action_at !== null, 'the idle watch', { clock, stepMs: 1_000 });
+    provider.failStops = 'the provider refused the key';
+    clock.advance(601_000);
+    await until(() => provider.stopCalls === 1 && (view(s, id).status_message ?? '').includes('failed'), 'the first attempt');
+    expect(view(s, id).status).toBe('ready');
+    expect(view(s, id).status_message).toBe(`the idle stop of ${id} failed (the provider refused the key); it is tried again every minute`);
+    expect(await s.moneyWarnings({})).toEqual([view(s, id).status_message]);
+
+    clock.advance(30_000);
+    await settle();
+    expect(provider.stopCalls).toBe(1); // not before a minute
+    clock.advance(31_000);
+    await until(() => provider.stopCalls === 2, 'the retry');
+
+    provider.failStops = undefined;
+    clock.advance(61_000);
+    await until(() => view(s, id).status === 'stopped', 'the stop that succeeds');
+    expect(view(s, id).status_message).toMatch(/^stopped after \d+ min \d+ s idle \(idle_timeout_s = 600\), saving \$0\.500\/h/);
+    expect(await s.moneyWarnings({})).toEqual([]);
+  });
+
+  it("a job's cost is its running time at its box's price", async () => {
+    const s = await start();
+    const id = await create(s);
+    provider.state.set(id, 'running');
+    await until(() => view(s, id).status === 'ready', 'ready', { clock, stepMs: 1_000 });
+    const workflow = { file: path.join(ROOT, 'examples', 'default_workflow_api.json'), parameters: { '3.steps': 100 }, output_dir: path.join(dir, 'out') };
+    const job = await s.runWorkflow({ instance_id: id, workflow, wait_s: 30 }, { env });
+    expect(job.status).toBe('succeeded');
+    const hours = (Date.parse(job.finished_at!) - Date.parse(job.created_at)) / 3_600_000;
+    expect(job.cost_usd).toBeGreaterThan(0);
+    expect(job.cost_usd).toBeCloseTo(0.5 * hours, 6);
   });
 });

@@ -65,9 +65,9 @@ describe('MCP tools, in process', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('lists ten tools with titles, annotations, described fields and output schemas (snapshot)', async () => {
+  it('lists eleven tools with titles, annotations, described fields and output schemas (snapshot)', async () => {
     const { tools } = await client.listTools();
-    expect(tools.map((t) => t.name).sort()).toEqual(['cancel_job', 'close_tunnel', 'create_instance', 'destroy_instance', 'get_job', 'list_instances', 'list_tunnels', 'open_tunnel', 'run_workflow', 'search_offers']);
+    expect(tools.map((t) => t.name).sort()).toEqual(['cancel_job', 'close_tunnel', 'create_instance', 'destroy_instance', 'get_budget', 'get_job', 'list_instances', 'list_tunnels', 'open_tunnel', 'run_workflow', 'search_offers']);
     for (const t of tools) {
       expect(t.title).toBeTruthy();
       expect(t.description!.length).toBeGreaterThan(60);
@@ -84,6 +84,9 @@ describe('MCP tools, in process', () => {
     expect(byName.destroy_instance!.annotations).toMatchObject({ destructiveHint: true, idempotentHint: true });
     expect(byName.create_instance!.annotations).toMatchObject({ destructiveHint: false });
     expect(byName.get_job!.annotations).toMatchObject({ readOnlyHint: true });
+    expect(byName.get_budget!.annotations).toMatchObject({ readOnlyHint: true });
+    // Every result may carry the money warnings (80% of the budget spent).
+    for (const t of tools) expect((t.outputSchema!.properties as Record<string, unknown>).warnings, t.name).toBeDefined();
     expect(byName.cancel_job!.annotations).toMatchObject({ destructiveHint: true });
     expect(client.getInstructions()).toMatch(/confirm: true/);
     await expect(JSON.stringify(tools, null, 2) + '\n').toMatchFileSnapshot('./__snapshots__/tools-list.json');

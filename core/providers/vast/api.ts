@@ -326,6 +326,12 @@ export class VastApi {
     throw failure('The instance log was not ready in time.', 'Try `vai-mcp-cli logs <id>` again in a minute.');
   }
 
+  /** The account's credit in $ (`GET /api/v0/users/current/`); null when the answer has none. */
+  async credit(): Promise<number | null> {
+    const body = await this.get<{ credit?: unknown }>('/api/v0/users/current/');
+    return typeof body.credit === 'number' && Number.isFinite(body.credit) ? body.credit : null;
+  }
+
   /** The account's SSH keys (`GET /api/v0/ssh/` answers a bare JSON array). */
   async accountKeys(): Promise<VastSshKey[]> {
     const body = await this.get<VastSshKey[] | { keys?: VastSshKey[] }>('/api/v0/ssh/');

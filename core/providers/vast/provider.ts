@@ -12,7 +12,8 @@ import type { Config } from '../../config/config.js';
 import { badInput, failure } from '../../lib/errors.js';
 import { resolveAuth, type SshAuth } from '../../tunnels/ssh-auth.js';
 import type { InstanceRecord } from '../../store/store.js';
-import type { BoxStatus, CreatedBox, CreateSpec, OrphanBox, Provider, ProviderContext } from '../provider.js';
+import type { BoxStatus, CreatedBox, CreatePlan, CreateSpec, Heartbeat, OrphanBox, Provider, ProviderContext } from '../provider.js';
+import { deadmanScale, HEARTBEAT_COMMAND, HEARTBEAT_EVERY_S, MAX_ENV_VALUE_CHARS, MAX_ONSTART_CHARS, onstartFor, watchdogEnv } from './watchdog.js';
 import { AmbiguousCreateError, findVastApiKey, VastApi, type VastInstance, type VastOffer } from './api.js';
 import type { SshEndpoint } from '../../model/instance.js';
 
@@ -34,7 +35,7 @@ const DOWNLOAD_GB_ESTIMATE = 10;
 /** A status_msg like these means the box will not come up (the official CLI's list). */
 const STATUS_MSG_FAILURE = /error|failed|failure|exception|traceback|oci runtime|permission denied/i;
 
-interface Plan {
+interface Plan extends CreatePlan {
   offers: VastOffer[];
   maxPrice: number;
 }
@@ -122,6 +123,7 @@ export class VastProvider implements Provider {
   /** Show-instance may be asked every 2 s (scaled like the API pacing, see vast-api.ts). */
   readonly pollIntervalMs = 2000 * paceScale();
   readonly censusIntervalMs = 30_000 * paceScale();
+  readonly heartbeat: Heartbeat = { command: HEARTBEAT_COMMAND, intervalMs: HEARTBEAT_EVERY_S * 1000 * deadmanScale(), scale: deadmanScale() };
 
   validate(config: Config, ctx: ProviderContext): void {
     const ic = config.instance_config;
@@ -129,6 +131,11 @@ export class VastProvider implements Provider {
     if (ic.provisioning_script && !/^https?:\/\//.test(ic.provisioning_script)) {
       throw badInput(`instance_config.provisioning_script must be a URL for Vast.ai boxes (got ${ic.provisioning_script}).`,
         'Put the script somewhere the box can download it (e.g. a raw gist URL).');
+    }
+    const onstart = onstartFor(config, ONSTART);
+    if (onstart.length > MAX_ONSTART_CHARS) throw badInput(`The box's onstart would be ${onstart.length} characters, over Vast.ai's ${MAX_ONSTART_CHARS}.`, 'Set instance_config.deadman_s to 0 to leave the watchdog out.');
+    for (const [k, v] of Object.entries({ ...ic.env, ...watchdogEnv(config, ctx.settings.vastUrl) })) {
+      if (v.length > MAX_ENV_VALUE_CHARS) throw badInput(`instance_config.env.${k} is ${v.length} characters; Vast.ai takes at most ${MAX_ENV_VALUE_CHARS} per value.`, 'Shorten it, or put it in a file the provisioning script downloads.');
     }
     api(ctx);
     this.publicKey(config, ctx);
@@ -179,7 +186,7 @@ export class VastProvider implements Provider {
         'vast_no_offer',
       );
     }
-    return { offers: chosen, maxPrice };
+    return { offers: chosen, maxPrice, hourly_usd: chosen.map((o) => o.dph_total) };
   }
 
   async create(spec: CreateSpec, ctx: ProviderContext): Promise<CreatedBox> {
@@ -188,7 +195,7 @@ export class VastProvider implements Provider {
     if (offer.dph_total > plan.maxPrice) throw failure(`internal: offer ${offer.id} is over the price cap`); // never rent over the cap
     const ic = spec.config.instance_config;
     const client = api(ctx);
-    const env: Record<string, string> = { ...ic.env };
+    const env: Record<string, string> = { ...ic.env, ...watchdogEnv(spec.config, ctx.settings.vastUrl) };
     if (ic.provisioning_script) env.PROVISIONING_SCRIPT = ic.provisioning_script;
     // A box that allows other origins keeps the image's CORS header: ComfyUI's own check would
     // refuse them (and sends no CORS headers), so the guard is then the one check.
@@ -201,7 +208,7 @@ export class VastProvider implements Provider {
       price: null,
       disk: ic.disk_size,
       label: spec.label,
-      onstart: ONSTART,
+      onstart: onstartFor(spec.config, ONSTART),
       runtype: (offer.direct_port_count ?? 0) > 0 ? 'ssh_direc ssh_proxy' : 'ssh_proxy',
       cancel_unavail: true,
       image_login: null,
@@ -230,7 +237,8 @@ export class VastProvider implements Provider {
       notes.push('added your public SSH key to your Vast.ai account (it had none)');
     }
     await client.attachKey(id, pub);
-    return { instance_id: id, status: 'provisioning', dph_total: offer.dph_total, message: 'waiting for the host to start it', note: notes.join('; ') };
+    const storage_dph = offer.storage_cost === undefined ? undefined : (offer.storage_cost * ic.disk_size) / 720;
+    return { instance_id: id, status: 'provisioning', dph_total: offer.dph_total, storage_dph, message: 'waiting for the host to start it', note: notes.join('; ') };
   }
 
   async status(rec: InstanceRecord, ctx: ProviderContext): Promise<BoxStatus> {
@@ -247,6 +255,12 @@ export class VastProvider implements Provider {
 
   async start(rec: InstanceRecord, ctx: ProviderContext): Promise<void> {
     await api(ctx).setState(rec.instance_id, 'running');
+  }
+
+  /** null without a key: no account, no credit to show. */
+  async credit(ctx: ProviderContext): Promise<number | null> {
+    const found = findVastApiKey(ctx.env, ctx.settings.vastApiKey);
+    return found ? new VastApi(ctx.settings.vastUrl, found.key).credit() : null;
   }
 
   logs(rec: InstanceRecord, ctx: ProviderContext): Promise<string> {
