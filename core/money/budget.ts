@@ -56,22 +56,22 @@ export class Budget {
     return this.boxes.store.budget.get(KEY) ?? { limit_usd: null, action: 'stop', counted_from_ms: this.boxes.clock.now() };
   }
 
-  /** A caller's VAI_BUDGET_USD / VAI_BUDGET_ACTION: taken when nothing is stored, else a warning when it differs. */
+  /** A caller's VAI_BUDGET_USD / VAI_BUDGET_ACTION: taken when no budget is stored, else a warning where it differs. */
   async adopt(wish: BudgetWish): Promise<string[]> {
     const rec = await this.ensure();
-    const warnings: string[] = [];
-    const patch: Partial<BudgetRecord> = {};
-    if (wish.limit_usd !== undefined) {
-      if (rec.limit_usd === null) patch.limit_usd = wish.limit_usd;
-      else if (rec.limit_usd !== wish.limit_usd) warnings.push(`The budget is ${usd(rec.limit_usd)} (kept by the supervisor); your VAI_BUDGET_USD=${wish.limit_usd} is not applied. Change it with \`vai-mcp-cli budget --set ${wish.limit_usd}\`.`);
-    }
-    if (wish.action !== undefined && wish.action !== rec.action) {
-      if (rec.limit_usd === null && wish.limit_usd !== undefined) patch.action = wish.action;
-      else warnings.push(`The budget action is "${rec.action}" (kept with the budget); your VAI_BUDGET_ACTION=${wish.action} is not applied. \`vai-mcp-cli budget --set USD --action ${wish.action}\` changes it.`);
-    }
-    if (Object.keys(patch).length > 0) {
+    if (rec.limit_usd === null) {
+      const patch = { ...(wish.limit_usd !== undefined && { limit_usd: wish.limit_usd }), ...(wish.action !== undefined && { action: wish.action }) };
+      if (Object.keys(patch).length === 0 || (patch.action === rec.action && patch.limit_usd === undefined)) return [];
       await this.boxes.store.budget.set(KEY, { ...rec, ...patch });
       this.boxes.log.info(`budget set from the caller's settings: ${this.describe()}`);
+      return [];
+    }
+    const warnings: string[] = [];
+    if (wish.limit_usd !== undefined && wish.limit_usd !== rec.limit_usd) {
+      warnings.push(`The budget is ${usd(rec.limit_usd)} (kept by the supervisor); your VAI_BUDGET_USD=${wish.limit_usd} is not applied. Change it with \`vai-mcp-cli budget --set ${wish.limit_usd}\`.`);
+    }
+    if (wish.action !== undefined && wish.action !== rec.action) {
+      warnings.push(`The budget action is "${rec.action}" (kept with the budget); your VAI_BUDGET_ACTION=${wish.action} is not applied. \`vai-mcp-cli budget --set ${rec.limit_usd} --action ${wish.action}\` changes it.`);
     }
     return warnings;
   }
@@ -208,8 +208,10 @@ export class Budget {
     for (const rec of this.boxes.records()) {
       if (!this.isPaid(rec)) continue;
       const box = this.boxes.box(rec.instance_id);
+      // A failed box bills nothing any more (it is gone, or the failsafe ends it); 110% forgets it.
       if (box.idle.acting || box.destroying || now < box.moneyRetryAt) continue;
-      const action: MoneyAction | undefined = overspent || r.action === 'destroy' ? 'destroy' : rec.status !== 'stopped' ? 'stop' : undefined;
+      const live = rec.status !== 'stopped' && rec.status !== 'failed';
+      const action: MoneyAction | undefined = overspent || (r.action === 'destroy' && live) ? 'destroy' : live ? 'stop' : undefined;
       if (action) await this.act(rec, box, action, spent, r.limit_usd, now);
     }
   }
@@ -224,6 +226,7 @@ export class Budget {
         await this.actions.destroy(id, env, `destroyed: ${why}`);
       } else {
         await this.actions.stop(id, env);
+        box.moneyError = undefined;
         await this.boxes.update(id, { status_message: `stopped: ${why}; its storage still counts, and at 110% it is destroyed. \`vai-mcp-cli budget --set USD\` raises the budget.` });
       }
       box.moneyError = undefined;

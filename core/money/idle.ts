@@ -123,6 +123,7 @@ export class IdleStops {
         await this.host.destroy(id, env, `destroyed after ${idleFor} idle (idle_timeout_s = ${timeout})${saving}`);
       } else {
         await this.host.stop(id, env);
+        box.moneyError = undefined;
         await this.boxes.update(id, { status_message: `stopped after ${idleFor} idle (idle_timeout_s = ${timeout})${saving}; \`vai-mcp-cli start ${id}\` resumes it${rec.storage_dph ? ` (storage still bills ${usd(rec.storage_dph)}/h)` : ''}` });
       }
       box.moneyError = undefined;

@@ -1,7 +1,7 @@
 /**
  * The spending ledger: what every paid box of this VAI_HOME has cost since the budget is counted
  * from, kept in the state so that restarts never reset it. A box bills its price while it runs
- * (or comes up), its storage price while it is stopped, and nothing once destroyed. Each entry
+ * (or comes up), its storage price while it is stopped, and nothing once destroyed (or failed). Each entry
  * holds what it had cost at a time and how it bills since, so a supervisor that was down counts
  * the time it missed.
  */
@@ -37,7 +37,8 @@ export class Ledger {
     const now = this.boxes.clock.now();
     for (const rec of this.boxes.records()) {
       if (!this.isPaid(rec) || rec.dph_total === undefined) continue;
-      const billing: Billing = rec.status === 'stopped' ? 'stopped' : 'running';
+      // A failed box is gone, or being ended by the failsafe: it bills nothing more.
+      const billing: Billing = rec.status === 'stopped' ? 'stopped' : rec.status === 'failed' ? 'ended' : 'running';
       const e = this.entries.get(rec.instance_id);
       if (!e) {
         const created = Date.parse(rec.created_at);

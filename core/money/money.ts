@@ -56,7 +56,7 @@ export class Money {
       beforeSpend: (hourly, provider, ctx, what) => this.budget.checkAffordable(hourly, provider, ctx, what),
       costOf: (id, now) => {
         const e = this.ledger.entry(id);
-        return e && e.billing !== 'ended' ? lifetimeCostAt(e, now) : undefined;
+        return e ? lifetimeCostAt(e, now) : undefined;
       },
     };
   }

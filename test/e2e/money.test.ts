@@ -119,6 +119,8 @@ describe('money against a fake Vast.ai API', () => {
     await waitUntil('the budget stop', async () => (await list())[0]?.status === 'stopped', 45_000, 250);
     const [stopped] = await list();
     expect(stopped!.status_message).toMatch(/^stopped: the budget is spent/);
+    const atStop = await budget();
+    console.log(`budget ${atStop.limit_usd}: the box was stopped with ${atStop.spent_usd} spent (${atStop.percent_spent}%; $0.10 a second)`);
     expect(fake.instance(Number(id))?.intended_status).toBe('stopped');
     const listed = await sb.cli(['list']);
     expect(listed.stderr).toContain('The budget is spent');
@@ -181,6 +183,7 @@ describe('money against a fake Vast.ai API', () => {
     const killedAt = Date.now();
     await waitUntil('the box to stop itself', () => fake.instance(Number(id))?.intended_status === 'stopped', 30_000, 100);
     const [call] = ownKeyCalls();
+    console.log(`deadman_s 300 at scale 0.02 (6 s): the box stopped itself ${call!.at! - killedAt} ms after the supervisor was killed`);
     expect(call).toMatchObject({ method: 'PUT', body: { state: 'stopped' }, status: 200 });
     // deadman_s is 6 s here, less up to one heartbeat interval (0.6 s) and the script's whole-second clock.
     expect(call!.at! - killedAt).toBeGreaterThanOrEqual(4_000);

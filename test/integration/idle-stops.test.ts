@@ -96,6 +96,7 @@ describe('idle stops (local boxes, idle_timeout_s = 10)', () => {
 
     await until(() => view(silent!.instance_id).status === 'stopped' && !sup.boxes.store.instances.has(doomed!.instance_id), 'the idle stop and the idle destroy', 15_000);
     const stoppedAfter = Date.now() - t0;
+    console.log(`idle_timeout_s 10: the silent box was stopped and the idle one destroyed ${stoppedAfter} ms after the last use`);
     expect(stoppedAfter).toBeGreaterThanOrEqual(9_500);
     expect(stoppedAfter).toBeLessThan(14_000);
     expect(view(silent!.instance_id).status_message).toMatch(/^stopped after \d+ s idle \(idle_timeout_s = 10\)/);
@@ -121,6 +122,7 @@ describe('idle stops (local boxes, idle_timeout_s = 10)', () => {
     const closedAt = Date.now();
     expect(sup.jobs.activeOn(id)).toHaveLength(1);
     await until(() => view(id).status === 'stopped', 'the idle stop of the hung box', 20_000);
+    console.log(`a job with no progress: its box was stopped ${Date.now() - closedAt} ms after its last progress`);
     expect(Date.now() - closedAt).toBeGreaterThanOrEqual(8_000);
     expect(view(id).status_message).toContain('idle');
   }, 60_000);
@@ -140,5 +142,6 @@ describe('idle stops (local boxes, idle_timeout_s = 10)', () => {
     // Once the queue is empty, the window starts again: stopped 10 s after the prompt's end.
     await until(() => view(box!.instance_id).status === 'stopped', 'the idle stop after the queue emptied', 30_000);
     expect(Date.now() - t0).toBeGreaterThan(20_000);
+    console.log(`a 15 s prompt queued from elsewhere: its box was stopped ${Date.now() - t0} ms after it was queued`);
   }, 60_000);
 });
