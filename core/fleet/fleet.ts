@@ -268,14 +268,15 @@ export class Fleet {
 
   // ---------------------------------------------------------------- pause
 
-  async stop(id: string, env: RequestEnv): Promise<InstanceView> {
+  /** Pauses a box; `message` (why it was stopped) replaces the usual note in its record. */
+  async stop(id: string, env: RequestEnv, message?: string): Promise<InstanceView> {
     const rec = this.boxes.record(id);
     const provider = this.boxes.provider(rec.provider);
     if (!provider.stop) throw badInput(`${rec.provider} boxes cannot be stopped by vai-mcp.`, rec.provider === 'ssh' ? 'The machine is not vai-mcp\'s to pause; `tunnel --stop` closes its tunnel.' : undefined, 'not_supported');
     if (rec.status !== 'stopped') {
       await provider.stop(rec, this.boxes.ctx(env));
       await this.tunnels.close(id);
-      const note = provider.countsTowardCap ? 'stopped: its storage still bills; `destroy` ends all charges' : 'stopped';
+      const note = message ?? (provider.countsTowardCap ? 'stopped: its storage still bills; `destroy` ends all charges' : 'stopped');
       await this.boxes.update(id, { status: 'stopped', ready_deadline: undefined, status_message: note });
     }
     return this.viewOf(id);

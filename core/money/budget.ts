@@ -25,7 +25,8 @@ const DESTROY_STOPPED_AT = 1.1;
 const RETRY_MS = 60_000;
 
 export interface BudgetActions {
-  stop(id: string, env: RequestEnv): Promise<unknown>;
+  /** Stops the box, its record saying `message`. */
+  stop(id: string, env: RequestEnv, message: string): Promise<unknown>;
   destroy(id: string, env: RequestEnv, message: string): Promise<unknown>;
 }
 
@@ -221,15 +222,13 @@ export class Budget {
     const env = this.boxes.envOf(id);
     const why = `the budget is spent (${usd(spent)} of ${usd(limit)})`;
     box.idle.acting = true;
+    box.moneyError = undefined; // shown again if this attempt fails too
     try {
       if (action === 'destroy') {
         await this.actions.destroy(id, env, `destroyed: ${why}`);
       } else {
-        await this.actions.stop(id, env);
-        box.moneyError = undefined;
-        await this.boxes.update(id, { status_message: `stopped: ${why}; its storage still counts, and at 110% it is destroyed. \`vai-mcp-cli budget --set USD\` raises the budget.` });
+        await this.actions.stop(id, env, `stopped: ${why}; its storage still counts, and at 110% it is destroyed. \`vai-mcp-cli budget --set USD\` raises the budget.`);
       }
-      box.moneyError = undefined;
       this.boxes.log.warn(`${id}: ${why}: ${action === 'stop' ? 'stopped' : 'destroyed'} it`);
     } catch (err) {
       box.moneyRetryAt = now + RETRY_MS;

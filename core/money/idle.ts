@@ -30,7 +30,8 @@ export interface IdleHost {
   /** The prompt ids of our jobs, to tell our queue entries from someone else's. */
   ourPromptIds(): Set<string>;
   hasActiveJobs(id: string): boolean;
-  stop(id: string, env: RequestEnv): Promise<unknown>;
+  /** Stops the box, its record saying `message`. */
+  stop(id: string, env: RequestEnv, message: string): Promise<unknown>;
   destroy(id: string, env: RequestEnv, message: string): Promise<unknown>;
 }
 
@@ -118,15 +119,13 @@ export class IdleStops {
     const saving = perHour === undefined ? '' : `, saving ${usd(perHour)}/h`;
     const env = this.boxes.envOf(id);
     m.acting = true;
+    box.moneyError = undefined; // shown again if this attempt fails too
     try {
       if (action === 'destroy') {
         await this.host.destroy(id, env, `destroyed after ${idleFor} idle (idle_timeout_s = ${timeout})${saving}`);
       } else {
-        await this.host.stop(id, env);
-        box.moneyError = undefined;
-        await this.boxes.update(id, { status_message: `stopped after ${idleFor} idle (idle_timeout_s = ${timeout})${saving}; \`vai-mcp-cli start ${id}\` resumes it${rec.storage_dph ? ` (storage still bills ${usd(rec.storage_dph)}/h)` : ''}` });
+        await this.host.stop(id, env, `stopped after ${idleFor} idle (idle_timeout_s = ${timeout})${saving}; \`vai-mcp-cli start ${id}\` resumes it${rec.storage_dph ? ` (storage still bills ${usd(rec.storage_dph)}/h)` : ''}`);
       }
-      box.moneyError = undefined;
       this.boxes.log.info(`${id}: idle for ${idleFor}: ${action === 'stop' ? 'stopped' : 'destroyed'} it${saving}`);
     } catch (err) {
       const msg = toVaiError(err).message;

@@ -15,7 +15,6 @@ import { Ledger } from './ledger.js';
 import { lifetimeCostAt } from '../model/money.js';
 
 export interface MoneyHost extends IdleHost {
-  stop(id: string, env: RequestEnv): Promise<unknown>;
   destroy(id: string, env: RequestEnv, message: string): Promise<unknown>;
   /** Runs a command on the box over its SSH link (tunnel open or not). */
   run(id: string, command: string, timeoutMs: number): Promise<unknown>;

@@ -106,7 +106,7 @@ export class Supervisor implements VaiApi {
       forwardOf: (id) => this.tunnels.forwardOf(id),
       ourPromptIds: () => new Set(store.jobs.values().map((j) => j.prompt_id ?? '')),
       hasActiveJobs: (id) => this.jobs.activeOn(id).length > 0,
-      stop: (id, env) => this.fleet.stop(id, env),
+      stop: (id, env, message) => this.fleet.stop(id, env, message),
       destroy: (id, env, m) => this.fleet.destroy(id, env, m),
       run: (id, command, timeoutMs) => this.tunnels.run(id, boxes.envOf(id), command, timeoutMs),
     });
