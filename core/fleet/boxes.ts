@@ -32,7 +32,8 @@ export class Box {
   /** The heartbeat its watchdog listens for: when it is next due and when it last got through (clock ms). */
   heartbeatAt = 0;
   heartbeatOkAt: number | undefined;
-  /** A money action (idle, budget) that failed is not tried again before this (clock ms). */
+  /** A money action (idle, budget) is under way; one that failed is not tried again before `moneyRetryAt` (clock ms). */
+  moneyActing = false;
   moneyRetryAt = 0;
   /** Why the last money action on it failed, shown until one succeeds. */
   moneyError: string | undefined;
@@ -50,7 +51,6 @@ export class IdleMemory {
   queueCheckAt = 0;
   /** The warning before the action was given for this idle spell. */
   warned = false;
-  acting = false;
   /** For the views: seconds idle (null when busy or not watched) and when the action is due. */
   idleSince: number | null = null;
   actionAt: number | null = null;

@@ -48,11 +48,12 @@ export class Budget {
   async ensure(): Promise<BudgetRecord> {
     const rec = this.boxes.store.budget.get(KEY);
     if (rec) return rec;
-    const fresh: BudgetRecord = { limit_usd: null, action: 'stop', counted_from_ms: this.boxes.clock.now() };
+    const fresh = this.record;
     await this.boxes.store.budget.set(KEY, fresh);
     return fresh;
   }
 
+  /** The stored budget, or the one a first use would store. */
   get record(): BudgetRecord {
     return this.boxes.store.budget.get(KEY) ?? { limit_usd: null, action: 'stop', counted_from_ms: this.boxes.clock.now() };
   }
@@ -210,7 +211,7 @@ export class Budget {
       if (!this.isPaid(rec)) continue;
       const box = this.boxes.box(rec.instance_id);
       // A failed box bills nothing any more (it is gone, or the failsafe ends it); 110% forgets it.
-      if (box.idle.acting || box.destroying || now < box.moneyRetryAt) continue;
+      if (box.moneyActing || box.destroying || now < box.moneyRetryAt) continue;
       const live = rec.status !== 'stopped' && rec.status !== 'failed';
       const action: MoneyAction | undefined = overspent || (r.action === 'destroy' && live) ? 'destroy' : live ? 'stop' : undefined;
       if (action) await this.act(rec, box, action, spent, r.limit_usd, now);
@@ -221,7 +222,7 @@ export class Budget {
     const id = rec.instance_id;
     const env = this.boxes.envOf(id);
     const why = `the budget is spent (${usd(spent)} of ${usd(limit)})`;
-    box.idle.acting = true;
+    box.moneyActing = true;
     box.moneyError = undefined; // shown again if this attempt fails too
     try {
       if (action === 'destroy') {
@@ -236,7 +237,7 @@ export class Budget {
       this.boxes.log.error(`${id}: ${box.moneyError}`);
       await this.boxes.update(id, { status_message: box.moneyError }).catch(() => undefined);
     } finally {
-      box.idle.acting = false;
+      box.moneyActing = false;
     }
   }
 }

@@ -83,7 +83,7 @@ export class IdleStops {
     const actionAt = m.usedAt! + timeoutMs;
     m.idleSince = busy ? null : m.usedAt!;
     m.actionAt = busy ? null : actionAt;
-    if (busy || m.acting || now < box.moneyRetryAt) return;
+    if (busy || box.moneyActing || now < box.moneyRetryAt) return;
     const action = idleActionOf(rec.config);
     if (now >= actionAt) return this.act(rec, box, now, action);
     if (!m.warned && now >= actionAt - Math.min(WARN_BEFORE_MS, timeoutMs / 2)) {
@@ -118,7 +118,7 @@ export class IdleStops {
     const perHour = rec.dph_total === undefined ? undefined : action === 'stop' ? rec.dph_total - (rec.storage_dph ?? 0) : rec.dph_total;
     const saving = perHour === undefined ? '' : `, saving ${usd(perHour)}/h`;
     const env = this.boxes.envOf(id);
-    m.acting = true;
+    box.moneyActing = true;
     box.moneyError = undefined; // shown again if this attempt fails too
     try {
       if (action === 'destroy') {
@@ -134,7 +134,7 @@ export class IdleStops {
       this.boxes.log.error(`${id}: ${box.moneyError}`);
       await this.boxes.update(id, { status_message: box.moneyError }).catch(() => undefined);
     } finally {
-      m.acting = false;
+      box.moneyActing = false;
     }
   }
 }
