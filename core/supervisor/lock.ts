@@ -18,6 +18,8 @@ export function acquireLock(file: string): Promise<HeldLock | undefined> {
   return new Promise((resolve, reject) => {
     const db = new sqlite3.Database(file, (err) => {
       if (err) return reject(err);
+      // node-sqlite3 waits 1 s on a busy database by default; a loser must leave at once.
+      db.configure('busyTimeout', 0);
       db.exec('PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE;', (e) => {
         if (!e) {
           resolve({ release: () => new Promise<void>((r) => db.close(() => r())) });

@@ -1,18 +1,15 @@
 #!/usr/bin/env node
 /**
  * The supervisor process. Started detached by the first client that needs it
- * (core/control.ts `spawnSupervisor`); its stdout and stderr are VAI_HOME/supervisor.log.
+ * (`spawnSupervisor` in launcher.ts); its stdout and stderr are VAI_HOME/supervisor.log.
  * Exits at once when another supervisor already holds this VAI_HOME's lock.
  */
 import { existsSync, unlinkSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { serveControl } from '../control/server.js';
 import { describeError } from '../lib/errors.js';
 import { acquireLock } from './lock.js';
 import { addSecret, createLogger, setLogSink } from '../lib/log.js';
 import { ensurePrivateDir, homeFiles, resolveVaiHome, socketPathFor } from '../lib/paths.js';
-import { loadSettings } from '../config/settings.js';
-import { Supervisor } from './supervisor.js';
 import { VERSION } from '../lib/version.js';
 
 // stderr is the log file in VAI_HOME (control.ts opens it). Written directly and synchronously:
@@ -42,7 +39,6 @@ async function main(): Promise<void> {
   const home = homeArg ?? resolveVaiHome();
   ensurePrivateDir(home);
   const files = homeFiles(home);
-  const settings = loadSettings(process.env, home);
   addSecret(process.env.VAST_API_KEY);
   addSecret(process.env.VAI_SSH_PASSPHRASE);
 
@@ -51,6 +47,13 @@ async function main(): Promise<void> {
     log.info(`another supervisor already runs for ${home}; pid ${process.pid} exits`);
     return;
   }
+  // Loaded only by the winner: when twenty clients start at once, the losers leave in milliseconds.
+  const [{ loadSettings }, { Supervisor }, { serveControl }] = await Promise.all([
+    import('../config/settings.js'),
+    import('./supervisor.js'),
+    import('../control/server.js'),
+  ]);
+  const settings = loadSettings(process.env, home);
   const socketPath = socketPathFor(home);
   let stopping = false;
   let server: Awaited<ReturnType<typeof serveControl>> | undefined;
