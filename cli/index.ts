@@ -11,6 +11,7 @@ import { closeSupervisor } from './client.js';
 import { registerDaemonCommands } from './commands/daemon.js';
 import { registerInstanceCommands } from './commands/instances.js';
 import { registerLifecycleCommands } from './commands/lifecycle.js';
+import { registerModelCommands } from './commands/models.js';
 import { registerMoneyCommands } from './commands/money.js';
 import { registerOfferCommands } from './commands/offers.js';
 import { registerTunnelCommands } from './commands/tunnels.js';
@@ -25,6 +26,7 @@ registerMoneyCommands(cli);
 registerOfferCommands(cli);
 registerTunnelCommands(cli);
 registerWorkflowCommands(cli);
+registerModelCommands(cli);
 registerDaemonCommands(cli);
 cli.usage(`<command> [options]
 
@@ -33,7 +35,7 @@ cli.usage(`<command> [options]
 
   Environment: VAI_HOME (state, default ~/.vai), VAI_BASE_PORT (default 8188),
   VAI_SSH_PASSPHRASE, SSH_AUTH_SOCK, VAST_API_KEY, VAST_URL, VAI_MAX_INSTANCES, VAI_MAX_PRICE_PER_HOUR, VAI_BUDGET_USD,
-  VAI_BUDGET_ACTION.`);
+  VAI_BUDGET_ACTION, HF_TOKEN and CIVITAI_TOKEN (model downloads; each sent only to its own site).`);
 cli.help(readableHelp(cli));
 cli.version(VERSION);
 

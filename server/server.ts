@@ -8,12 +8,13 @@ import type { VaiApi } from '../core/api/api.js';
 import { VERSION } from '../core/lib/version.js';
 import { registerTools, type ToolDef } from './tool.js';
 import { instanceTools } from './tools/instances.js';
+import { modelTools } from './tools/models.js';
 import { moneyTools } from './tools/money.js';
 import { offerTools } from './tools/offers.js';
 import { tunnelTools } from './tools/tunnels.js';
 import { workflowTools } from './tools/workflows.js';
 
-export const TOOLS: ToolDef[] = [...instanceTools, ...tunnelTools, ...offerTools, ...moneyTools, ...workflowTools];
+export const TOOLS: ToolDef[] = [...instanceTools, ...tunnelTools, ...offerTools, ...moneyTools, ...workflowTools, ...modelTools];
 
 export const INSTRUCTIONS = `vai-mcp creates ComfyUI boxes and gives each one its own http://localhost:<port> URL through an SSH tunnel that keeps working after this conversation ends.
 Flow:

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { CAC } from 'cac';
 import type { JobView } from '../../core/api/api.js';
-import { loadConfigFile, loadJobWorkflow } from '../../core/config/config.js';
+import { loadConfigFile, loadJobSpec } from '../../core/config/config.js';
 import { badInput, failure } from '../../core/lib/errors.js';
 import { supervisor } from '../client.js';
 import { jobsTable, note, printJson, printLine, ProgressLine, table } from '../format.js';
@@ -16,7 +16,7 @@ const WAIT_SLICE_S = 30;
  * supervisor finishes the job and still downloads its outputs (and, for oneshot --destroy,
  * destroys the box).
  */
-async function followJob(job: JobView): Promise<JobView> {
+export async function followJob(job: JobView): Promise<JobView> {
   const client = await supervisor();
   const progress = new ProgressLine();
   const onSigint = () => {
@@ -45,11 +45,11 @@ async function followJob(job: JobView): Promise<JobView> {
 }
 
 /** Prints the outcome; exits 1 when the job did not succeed. */
-function reportJob(view: JobView, json: boolean): void {
+export function reportJob(view: JobView, json: boolean): void {
   if (json) printJson(view);
   else {
     for (const f of view.outputs) printLine(f);
-    if (view.status === 'succeeded') note(`${view.job_id} on ${view.instance_id} succeeded: ${view.outputs.length} file(s) in ${view.output_dir}`);
+    if (view.status === 'succeeded') note(view.kind === 'prepare' ? `${view.job_id}: ${view.instance_id} has every model and node pack asked for` : `${view.job_id} on ${view.instance_id} succeeded: ${view.outputs.length} file(s) in ${view.output_dir}`);
     if (view.destroy_box) note(view.box_destroyed ? `${view.instance_id} was destroyed.` : `${view.instance_id} could NOT be destroyed: check \`vai-mcp-cli list\` and destroy it.`);
   }
   if (view.status !== 'succeeded') {
@@ -59,16 +59,18 @@ function reportJob(view: JobView, json: boolean): void {
 
 export function registerWorkflowCommands(cli: CAC): void {
   cli
-    .command('exec <instance-id> <config>', 'Run the config\'s ComfyUI workflow on a ready box: upload inputs, queue it, show progress, download the outputs to output_dir')
+    .command('exec <instance-id> <config>', 'Run the config\'s ComfyUI workflow on a ready box: put the models and node packs it needs on the box when it lacks them, upload inputs, queue it, show progress, download the outputs to output_dir')
     .option('--json', 'Print the finished job as JSON')
     .option('--no-wait', 'Return once the job is queued (the supervisor still downloads its outputs)')
     .example('vai-mcp-cli exec local-1 examples/job.json')
     .action(async (id: string, file: string, opts: { json?: boolean; wait: boolean }) => {
-      const workflow = loadJobWorkflow(path.resolve(file));
+      const { workflow, models, custom_nodes } = loadJobSpec(path.resolve(file));
       const client = await supervisor();
-      const job = await client.runWorkflow({ instance_id: String(id), workflow, wait_s: 0 });
+      const job = await client.runWorkflow({ instance_id: String(id), workflow: workflow!, wait_s: 0, models, custom_nodes });
       if (opts.wait === false) {
-        note(`${job.job_id} queued on ${job.instance_id} (ComfyUI prompt ${job.prompt_id}); \`vai-mcp-cli job ${job.job_id}\` follows it`);
+        note(job.status === 'preparing'
+          ? `${job.job_id} on ${job.instance_id}: ${job.progress ?? 'the box gets what the workflow needs first'}; \`vai-mcp-cli job ${job.job_id}\` follows it`
+          : `${job.job_id} queued on ${job.instance_id} (ComfyUI prompt ${job.prompt_id}); \`vai-mcp-cli job ${job.job_id}\` follows it`);
         return opts.json ? printJson(job) : printLine(job.job_id);
       }
       reportJob(await followJob(job), !!opts.json); // its first progress line says where it was queued

@@ -5,7 +5,7 @@
  * Field names are the ones users and scripts see, hence snake_case; the objects shown are
  * defined once, in views.ts.
  */
-import type { Config } from '../config/config.js';
+import type { Config, ModelEntry } from '../config/config.js';
 import type { RequestEnv } from '../config/settings.js';
 import type { BudgetView, InstanceView, JobView, OfferView, TunnelView } from './views.js';
 
@@ -133,6 +133,26 @@ export interface RunWorkflowParams {
   workflow: WorkflowSpec;
   /** Wait this long for the job to end (progress meanwhile); 0 answers once it is queued. */
   wait_s?: number;
+  /** Models and node packs the run needs besides what the workflow names (a config's instance_config lists). */
+  models?: ModelEntry[];
+  custom_nodes?: string[];
+}
+
+/** What to put on a box: a workflow's needs and/or lists of models and node packs. */
+export interface PrepareInstanceParams {
+  instance_id: string;
+  /** An absolute path to a workflow file whose models and node packs the box should have. */
+  workflow_file?: string;
+  models?: ModelEntry[];
+  custom_nodes?: string[];
+  /** Wait this long for the work to end (progress meanwhile); 0 answers at once with the job. */
+  wait_s?: number;
+}
+
+/** The model files a box has, per folder under `models/`. */
+export interface ModelsView {
+  instance_id: string;
+  folders: Record<string, string[]>;
 }
 
 export interface QueueRow {
@@ -197,6 +217,10 @@ export interface VaiApi {
   searchOffers(p: { config: Config; limit?: number }, o?: CallOptions): Promise<SearchResult>;
   /** Uploads inputs and queues the workflow on a ready box; outputs are downloaded when it ends. */
   runWorkflow(p: RunWorkflowParams, o?: CallOptions): Promise<JobView>;
+  /** Puts the models and node packs a box lacks on it, as a job (`kind: "prepare"`) that getJob follows. */
+  prepareInstance(p: PrepareInstanceParams, o?: CallOptions): Promise<JobView>;
+  /** What model files the box has, asked of its ComfyUI. */
+  listModels(p: { instance_id: string }, o?: CallOptions): Promise<ModelsView>;
   /** A job's state; with wait_s, waits that long for it to end (progress meanwhile). */
   getJob(p: { job_id: string; wait_s?: number }, o?: CallOptions): Promise<JobView>;
   listJobs(p: { instance_id?: string }, o?: CallOptions): Promise<JobView[]>;

@@ -23,6 +23,8 @@ const METHODS = {
   instanceLogs: true,
   searchOffers: true,
   runWorkflow: true,
+  prepareInstance: true,
+  listModels: true,
   getJob: true,
   listJobs: true,
   listQueue: true,

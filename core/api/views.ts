@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import type { InstanceViewStatus } from '../model/instance.js';
-import type { JobStatus } from '../model/job.js';
+import type { JobKind, JobStatus } from '../model/job.js';
 import type { ProviderName } from '../model/provider.js';
 import { TUNNEL_STATES } from '../model/tunnel.js';
 
@@ -65,10 +65,11 @@ export type InstanceView = z.infer<typeof InstanceViewSchema>;
 export const JobViewSchema = z.object({
   job_id: z.string(),
   instance_id: z.string(),
-  status: known<JobStatus>('waiting (for its box), submitting, queued, running, downloading, succeeded, failed, cancelled'),
+  kind: known<JobKind>('workflow (a run) or prepare (models and node packs put on the box)'),
+  status: known<JobStatus>('waiting (for its box), preparing (models and node packs go on the box), submitting, queued, running, downloading, succeeded, failed, cancelled'),
   prompt_id: z.string().nullable().describe("ComfyUI's id of the queued graph"),
-  workflow_file: z.string(),
-  output_dir: z.string(),
+  workflow_file: z.string().nullable().describe('null for a prepare job without a workflow'),
+  output_dir: z.string().nullable().describe('null for a prepare job'),
   progress: z.string().nullable().describe('The latest progress line, e.g. "node 5 of 7: KSampler (node 3) 35%"'),
   node_index: z.number().nullable(),
   node_count: z.number().nullable(),

@@ -277,6 +277,31 @@ export class ComfyClient {
     return this.getJson<ObjectInfo>('/object_info', { timeoutMs: Math.max(this.timeoutMs, BIG_ANSWER_TIMEOUT_MS) });
   }
 
+  /** The box's model folders (`GET /models`), or undefined where its ComfyUI has no such endpoint. */
+  async modelFolders(): Promise<string[] | undefined> {
+    return this.optionalJson<string[]>('/models');
+  }
+
+  /** The files in one model folder (`GET /models/<folder>`), or undefined when the box has no such folder. */
+  async modelsIn(folder: string): Promise<string[] | undefined> {
+    return this.optionalJson<string[]>(`/models/${encodeURIComponent(folder)}`);
+  }
+
+  private async optionalJson<T>(p: string): Promise<T | undefined> {
+    const res = await this.request('GET', p);
+    if (res.status === 404) {
+      await res.arrayBuffer().catch(() => undefined);
+      return undefined;
+    }
+    if (!res.ok) throw await this.httpError(res, `GET ${p}`);
+    const text = await res.text();
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw failure(`ComfyUI answered GET ${p} with a body that is not JSON: ${clip(text, 120)}`, undefined, 'comfy_http');
+    }
+  }
+
   /**
    * Uploads a local image to the box's input folder (`overwrite=false`: ComfyUI keeps an identical
    * file and renames a different one with the same name). Returns the file as ComfyUI stored it.

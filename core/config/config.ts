@@ -29,6 +29,20 @@ function allowList(kind: 'origin' | 'host') {
   });
 }
 
+/** One model file to put on a box: `dir` is a folder under ComfyUI's `models/` (`checkpoints`, `loras`, ...). */
+export const ModelEntrySchema = z.strictObject({
+  url: z.string().regex(/^https?:\/\/[^\s]+$/, 'an http(s) URL'),
+  dir: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*(\/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$/, 'a folder under models/, such as "checkpoints" or "loras"').refine((d) => !d.split('/').includes('..'), 'no ".." in dir'),
+  name: z.string().regex(/^[^/\\\0]+$/, 'a plain file name').refine((n) => n !== '.' && n !== '..', 'a plain file name').optional(),
+  sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, '64 hex digits').optional(),
+});
+export type ModelEntry = z.infer<typeof ModelEntrySchema>;
+
+/** `custom_nodes` entries: a git URL (`#ref` optional), GitHub `owner/repo`, or a Comfy registry id. */
+function isPackSpec(s: string): boolean {
+  return /^(https?:\/\/|git@|file:\/\/|\/)\S+$/.test(s) || /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+(#\S+)?$/.test(s) || /^[a-z0-9][a-z0-9_.-]*(@\S+)?$/i.test(s);
+}
+
 /** How the `local` simulator misbehaves, to exercise readiness and failsafe paths. */
 export const SimulateSchema = z.strictObject({
   start_delay_s: z.number().min(0).max(3600).default(0),
@@ -67,6 +81,11 @@ export const InstanceConfigSchema = z.strictObject({
   // The box's own watchdog (vast): it stops itself when the supervisor has not reached it this long.
   deadman_s: z.number().int().refine((v) => v === 0 || v >= 300, 'at least 300 (seconds), or 0 to turn the dead man\'s switch off').optional(),
   deadman_action: z.enum(['stop', 'destroy']).optional(),
+  // What the box needs before it is ready: models downloaded on the box, node packs installed.
+  models: z.array(ModelEntrySchema).optional(),
+  custom_nodes: z.array(z.string().min(1).refine(isPackSpec, 'a git URL (https://..., optionally #<ref>), a GitHub "owner/repo", or a Comfy registry id')).optional(),
+  comfy_dir: z.string().regex(/^\//, 'an absolute path on the box, such as "/workspace/ComfyUI"').optional(),
+  comfy_restart: z.string().min(1).optional(),
   // `ssh` provider: a box you already have
   ssh_host: z.string().min(1).optional(),
   ssh_port: port.default(22),
@@ -198,6 +217,21 @@ export function resolveParameterPaths(params: Record<string, unknown>, abs: (p: 
     out[key] = value && typeof value === 'object' && Array.isArray(values) ? { ...value, values: values.map(file) } : file(value);
   }
   return out;
+}
+
+/** What a job config asks for: its workflow section, and the models and node packs it lists. */
+export interface JobSpec {
+  workflow?: NonNullable<Config['workflow']>;
+  models?: ModelEntry[];
+  custom_nodes?: string[];
+}
+
+/** A job config file for `exec` / run_workflow: the workflow section (required) and the box lists. */
+export function loadJobSpec(file: string, opts: { needWorkflow?: boolean } = {}): JobSpec {
+  const cfg = loadConfigFile(path.resolve(expandHome(file)), { needProvider: false });
+  const { models, custom_nodes } = cfg.instance_config;
+  const workflow = opts.needWorkflow === false ? cfg.workflow : loadJobWorkflow(file);
+  return { ...(workflow ? { workflow } : {}), ...(models ? { models } : {}), ...(custom_nodes ? { custom_nodes } : {}) };
 }
 
 /**

@@ -61,6 +61,11 @@ export const REQUEST_ENV_KEYS = [
   'VAI_MAX_PRICE_PER_HOUR',
   'XDG_CONFIG_HOME',
   'HOME',
+  // Model downloads: each token goes only to its own hosts (comfy/provision/tokens.ts).
+  'HF_TOKEN',
+  'CIVITAI_TOKEN',
+  'VAI_COMFY_REGISTRY_URL',
+  'VAI_TOKEN_HOSTS_FOR_TESTS',
 ] as const;
 export type RequestEnv = Partial<Record<(typeof REQUEST_ENV_KEYS)[number], string>> & { cwd?: string };
 

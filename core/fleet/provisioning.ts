@@ -5,6 +5,8 @@
  * deadlines manager, not here, so it holds also while this waits.
  */
 import { checkComfy } from '../comfy/client.js';
+import { describePlan, isEmptyPlan } from '../comfy/provision/preparer.js';
+import { isoAt } from '../lib/clock.js';
 import { toVaiError } from '../lib/errors.js';
 import { nowIso } from '../lib/timers.js';
 import { isSettled } from '../model/instance.js';
@@ -12,6 +14,7 @@ import type { Provider } from '../providers/provider.js';
 import type { InstanceRecord } from '../store/store.js';
 import type { TunnelManager } from '../tunnels/manager.js';
 import type { Boxes } from './boxes.js';
+import { wantsPreparation, type Preparing } from './preparing.js';
 
 /** How often the provisioning log of a box that is not ready yet is read for progress. */
 const PROVISIONING_LOG_MS = 3_000;
@@ -31,6 +34,7 @@ export class Provisioning {
     private readonly tunnels: TunnelManager,
     /** Ends a box that will not become ready (the failsafe). */
     private readonly fail: (id: string, reason: string) => Promise<void>,
+    private readonly preparing: Preparing,
   ) {}
 
   /** Watches a box until it is settled (at most one watch per box). */
@@ -100,11 +104,45 @@ export class Provisioning {
       }
     }
     if (await this.checkReady(id)) {
+      if (!(await this.prepare(id))) return true;
       await this.boxes.update(id, { status: 'ready', ready_at: nowIso(), ready_deadline: undefined, status_message: `ready at ${this.tunnels.forwardOf(id)?.url}` });
       return true;
     }
     await this.showProvisioning(id, provider, state);
     return false;
+  }
+
+  /**
+   * A config with `models`, `custom_nodes` or a `workflow` is ready only once the box has them.
+   * The ready deadline waits while the work moves; a failure (a stalled download too) fails the
+   * box as the failsafe does. False when the box failed.
+   */
+  private async prepare(id: string): Promise<boolean> {
+    const rec = this.boxes.record(id);
+    const ic = rec.config.instance_config;
+    const spec = { workflow_file: rec.config.workflow?.file, models: ic.models, custom_nodes: ic.custom_nodes };
+    if (!wantsPreparation(spec)) return true;
+    const env = this.boxes.envOf(id);
+    const remaining = rec.ready_deadline ? Date.parse(rec.ready_deadline) - this.boxes.clock.now() : undefined;
+    let pushedAt = 0;
+    const progress = (message: string) => {
+      const now = this.boxes.clock.now();
+      const pause = remaining !== undefined && now - pushedAt >= 2000;
+      if (pause) pushedAt = now;
+      void this.boxes.update(id, {
+        status_message: `preparing: ${message}${remaining !== undefined ? ' (ready_timeout_s waits while this moves)' : ''}`,
+        ...(pause ? { ready_deadline: isoAt(now + remaining!) } : {}),
+      }).catch(() => undefined);
+    };
+    try {
+      const plan = await this.preparing.plan(id, spec);
+      progress(`${id} ${describePlan(plan)}`);
+      if (!isEmptyPlan(plan)) await this.preparing.carryOut(id, plan, env, progress, new AbortController().signal);
+      return true;
+    } catch (err) {
+      await this.fail(id, `the box could not be prepared for its config: ${toVaiError(err).message}`);
+      return false;
+    }
   }
 
   /** One readiness check of a running box; opens its tunnel when needed. */

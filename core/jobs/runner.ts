@@ -20,6 +20,9 @@ import { elapsed, ProgressRelay } from '../lib/progress.js';
 import { nowIso, sleep } from '../lib/timers.js';
 import { isJobDone, type JobStatus } from '../model/job.js';
 import type { Collection, JobRecord } from '../store/store.js';
+import type { RequestEnv } from '../config/settings.js';
+import { describePlan, isEmptyPlan, type Plan, type PrepareResult } from '../comfy/provision/preparer.js';
+import type { PrepareSpec } from '../fleet/preparing.js';
 import { extractOutputs } from './extract.js';
 import { LiveJobs, type LiveJob } from './live.js';
 import { cancelJobs, queueOf } from './queue.js';
@@ -32,6 +35,10 @@ export interface JobHost {
   nextJobId(): Promise<string>;
   /** The box's price ($/h), where it has one: a job costs its running time at it. */
   priceOf(instanceId: string): number | undefined;
+  /** What the box lacks for a workflow or a list of models and packs; bad input throws, before any work. */
+  plan(instanceId: string, spec: PrepareSpec): Promise<Plan>;
+  /** Puts what the plan lists on the box, with progress lines. */
+  carryOut(instanceId: string, plan: Plan, env: RequestEnv, progress: (message: string) => void, signal: AbortSignal): Promise<PrepareResult>;
   /** The box was used for a job: `job` its progress, `use` a transfer (inputs, outputs). */
   used(instanceId: string, what: 'use' | 'job'): void;
   log: Logger;
@@ -92,7 +99,9 @@ export class JobRunner {
     const rec = this.store.get(jobId);
     if (!rec || isJobDone(rec.status)) return;
     await this.update(jobId, { ...patch, status, finished_at: nowIso() });
-    const what = status === 'succeeded' ? `succeeded: ${rec.outputs.length + (patch.outputs?.length ?? 0)} file(s) in ${rec.workflow.output_dir}` : `${status}${patch.error ? `: ${patch.error}` : ''}`;
+    const what = status !== 'succeeded' ? `${status}${patch.error ? `: ${patch.error}` : ''}`
+      : rec.kind === 'prepare' ? 'succeeded: the box has what was asked for'
+        : `succeeded: ${rec.outputs.length + (patch.outputs?.length ?? 0)} file(s) in ${rec.workflow.output_dir}`;
     this.live.say(jobId, what, true);
     this.host.log.info(`${jobId} on ${rec.instance_id} ${what}`);
     this.live.end(jobId);
@@ -115,11 +124,12 @@ export class JobRunner {
   // ------------------------------------------------------------ running
 
   /** A new job record; `waiting` for a oneshot whose box is coming up, else `submitting`. */
-  async create(instanceId: string, workflow: WorkflowSpec, opts: { destroyBox?: boolean; waiting?: boolean } = {}): Promise<JobRecord> {
+  async create(instanceId: string, workflow: WorkflowSpec, opts: { destroyBox?: boolean; waiting?: boolean; kind?: 'prepare' } = {}): Promise<JobRecord> {
     const rec: JobRecord = {
       job_id: await this.host.nextJobId(),
       instance_id: instanceId,
-      status: opts.waiting ? 'waiting' : 'submitting',
+      ...(opts.kind ? { kind: opts.kind } : {}),
+      status: opts.waiting ? 'waiting' : opts.kind === 'prepare' ? 'preparing' : 'submitting',
       workflow,
       client_id: randomUUID(),
       outputs: [],
@@ -138,7 +148,7 @@ export class JobRunner {
    */
   async submit(jobId: string): Promise<void> {
     const rec = this.record(jobId);
-    if (rec.status === 'waiting') await this.update(jobId, { status: 'submitting' });
+    if (rec.status === 'waiting' || rec.status === 'preparing') await this.update(jobId, { status: 'submitting' });
     try {
       const client = await this.clientOf(rec.instance_id);
       this.live.say(jobId, 'preparing the workflow', true);
@@ -251,20 +261,61 @@ export class JobRunner {
     return this.view(jobId);
   }
 
-  /** Submits and follows a job on a ready box: answers once it is queued (or after waitS). */
-  async run(instanceId: string, workflow: WorkflowSpec, waitS: number, o: CallOptions = {}): Promise<JobView> {
+  /**
+   * Submits and follows a job on a ready box: answers once it is queued (or after waitS). When the
+   * box lacks models or node packs the workflow needs, they are put there first, in the background.
+   */
+  async run(instanceId: string, workflow: WorkflowSpec, waitS: number, o: CallOptions, prep: Omit<PrepareSpec, 'workflow_file'> & { env: RequestEnv }): Promise<JobView> {
     await this.host.comfyUrl(instanceId, URL_WAIT_MS); // not ready, no tunnel: fail before a job exists
     const rec = await this.create(instanceId, workflow);
+    let plan: Plan;
     try {
-      await this.submit(rec.job_id);
+      plan = await this.host.plan(instanceId, { workflow_file: workflow.file, models: prep.models, custom_nodes: prep.custom_nodes });
+      if (isEmptyPlan(plan)) await this.submit(rec.job_id);
     } catch (err) {
       // Nothing was queued: no job to show either.
       await this.store.delete(rec.job_id).catch(() => undefined);
       this.live.delete(rec.job_id);
       throw err;
     }
-    void this.follow(rec.job_id);
+    void (isEmptyPlan(plan) ? this.follow(rec.job_id) : this.prepareThenRun(rec.job_id, plan, prep.env));
     return this.wait(rec.job_id, waitS, o);
+  }
+
+  /** A job of the `prepare` kind: the box gets what the spec lists; answers at once or after waitS. */
+  async prepare(instanceId: string, spec: PrepareSpec, waitS: number, o: CallOptions, env: RequestEnv): Promise<JobView> {
+    await this.host.comfyUrl(instanceId, URL_WAIT_MS);
+    const plan = await this.host.plan(instanceId, spec);
+    const rec = await this.create(instanceId, { file: spec.workflow_file ?? '', parameters: {}, output_dir: '' }, { kind: 'prepare' });
+    this.live.say(rec.job_id, `${instanceId} ${describePlan(plan)}`, true);
+    void this.carryOut(rec.job_id, plan, env).then(
+      (r) => r && this.finish(rec.job_id, 'succeeded'),
+      (err) => this.finish(rec.job_id, 'failed', { error: toVaiError(err).message }),
+    ).catch(() => undefined);
+    return this.wait(rec.job_id, waitS, o);
+  }
+
+  /** The plan's work, with the job's progress and cancel; undefined when the job ended meanwhile. */
+  private async carryOut(jobId: string, plan: Plan, env: RequestEnv): Promise<PrepareResult | undefined> {
+    const rec = this.record(jobId);
+    if (isEmptyPlan(plan)) return { downloaded: [], installed: [], restarted: false };
+    const signal = this.live.of(jobId).abort.signal;
+    const result = await this.host.carryOut(rec.instance_id, plan, env, (m) => this.live.say(jobId, m), signal);
+    return signal.aborted ? undefined : result;
+  }
+
+  private async prepareThenRun(jobId: string, plan: Plan, env: RequestEnv): Promise<void> {
+    const instanceId = this.record(jobId).instance_id;
+    try {
+      await this.update(jobId, { status: 'preparing' });
+      this.live.say(jobId, `${instanceId} ${describePlan(plan)}`, true);
+      if (!(await this.carryOut(jobId, plan, env))) return;
+      await this.submit(jobId);
+    } catch (err) {
+      await this.finish(jobId, 'failed', { error: toVaiError(err).message }).catch(() => undefined);
+      return;
+    }
+    await this.follow(jobId);
   }
 
   /** Marks a job that never reached the box (a oneshot whose box failed, say) as ended. */
@@ -333,11 +384,12 @@ function jobView(rec: JobRecord, live: LiveJob | undefined): JobView {
   return {
     job_id: rec.job_id,
     instance_id: rec.instance_id,
+    kind: rec.kind ?? 'workflow',
     status: rec.status,
     prompt_id: rec.prompt_id ?? null,
-    workflow_file: rec.workflow.file,
-    output_dir: rec.workflow.output_dir,
-    progress: done ? (rec.error ?? `${rec.status}, ${rec.outputs.length} output file(s)`) : (live?.progress ?? null),
+    workflow_file: rec.workflow.file || null,
+    output_dir: rec.workflow.output_dir || null,
+    progress: done ? (rec.error ?? (rec.kind === 'prepare' ? `${rec.status}: the box has what was asked for` : `${rec.status}, ${rec.outputs.length} output file(s)`)) : (live?.progress ?? null),
     node_index: done ? null : (live?.node_index ?? null),
     node_count: rec.node_count ?? null,
     percent: done ? null : (live?.percent ?? null),

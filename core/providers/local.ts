@@ -13,6 +13,8 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { ParsedKey } from 'ssh2';
 import { ensureKeyPair, SimulatedBox } from '../simulator/box.js';
+import { SimInstaller } from '../simulator/installer.js';
+import type { BoxInstaller } from '../comfy/provision/installer.js';
 import type { Config } from '../config/config.js';
 import { homeWriteError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
@@ -65,6 +67,22 @@ export class LocalProvider implements Provider {
     return path.join(this.dir, id);
   }
 
+  /** The box's ComfyUI folder: its models and node packs live on disk, in VAI_HOME. */
+  private comfyDir(id: string): string {
+    return path.join(this.boxDir(id), 'ComfyUI');
+  }
+
+  /** A simulated box has no shell: the supervisor writes into its tree, and restarts its app. */
+  installer(rec: InstanceRecord): BoxInstaller {
+    const id = rec.instance_id;
+    return new SimInstaller(this.comfyDir(id), async () => {
+      const box = this.boxes.get(id);
+      if (!box) throw new Error(`${id} is not running`);
+      this.note(id, 'ComfyUI restarted (to load new node packs)');
+      await box.restartComfy();
+    });
+  }
+
   private simulate(rec: { config: Config }): Simulate {
     return { ...NO_SIMULATION, ...rec.config.instance_config.simulate };
   }
@@ -103,7 +121,7 @@ export class LocalProvider implements Provider {
     if (sim.fail === 'boot') return { status: 'failed', message: 'the simulated box failed to boot (simulate.fail = "boot")' };
     if (this.boxes.has(rec.instance_id)) return { status: 'running', ssh: rec.ssh };
     const hostKey = readFileSync(path.join(this.boxDir(rec.instance_id), 'ssh_host_ed25519_key'));
-    const box = new SimulatedBox(rec.instance_id, hostKey, this.key(), rec.remote_port, sim, this.log.child(rec.instance_id));
+    const box = new SimulatedBox(rec.instance_id, hostKey, this.key(), rec.remote_port, sim, this.log.child(rec.instance_id), this.comfyDir(rec.instance_id));
     const port = await box.start(rec.ssh?.port); // throws: the watch reports it and tries again
     this.boxes.set(rec.instance_id, box);
     this.note(rec.instance_id, `booted: ssh server on 127.0.0.1:${port}${sim.fail === 'comfy' ? ', ComfyUI not started (simulate.fail = "comfy")' : ', ComfyUI on 127.0.0.1:' + rec.remote_port}`);

@@ -10,6 +10,8 @@ import type { InstanceRecord } from '../store/store.js';
 import type { VastOffer } from './vast/api.js';
 import type { ProviderName } from '../model/provider.js';
 import type { InstanceStatus, SshEndpoint } from '../model/instance.js';
+import type { Shell } from '../model/shell.js';
+import type { BoxInstaller } from '../comfy/provision/installer.js';
 
 export interface ProviderContext {
   /** The caller's environment (keys, passphrase, agent socket): each request acts with its caller's own. */
@@ -122,6 +124,11 @@ export interface Provider {
   credit?(ctx: ProviderContext): Promise<number | null>;
   /** Boxes carry a dead man's switch that this keeps quiet (run over their SSH link). */
   readonly heartbeat?: Heartbeat;
+  /**
+   * How models and node packs get onto its boxes: a shell-based installer over `shell` (the box's
+   * SSH link) where the box has a shell. Throws bad input when the box's layout is not known.
+   */
+  installer?(rec: InstanceRecord, ctx: ProviderContext, shell: Shell): BoxInstaller;
   /** Stops background work when the supervisor exits (records stay). */
   shutdown?(): Promise<void>;
 }

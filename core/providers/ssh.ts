@@ -8,6 +8,9 @@ import type { Config } from '../config/config.js';
 import { resolveAuth, type SshAuth } from '../tunnels/ssh-auth.js';
 import type { InstanceRecord } from '../store/store.js';
 import type { BoxStatus, CreatedBox, Provider, ProviderContext } from './provider.js';
+import type { BoxInstaller } from '../comfy/provision/installer.js';
+import { ShellInstaller } from '../comfy/provision/shell-installer.js';
+import type { Shell } from '../model/shell.js';
 
 export class SshProvider implements Provider {
   readonly name = 'ssh' as const;
@@ -54,6 +57,16 @@ export class SshProvider implements Provider {
 
   async destroy(): Promise<void> {
     // Nothing to do: the machine is not ours to end.
+  }
+
+  /** A machine of yours: where ComfyUI lives and how it restarts are yours to say. */
+  installer(rec: InstanceRecord, _ctx: ProviderContext, shell: Shell): BoxInstaller {
+    const ic = rec.config.instance_config;
+    if (!ic.comfy_dir) {
+      throw badInput(`${rec.instance_id} is an "ssh" box, and vai-mcp does not know where its ComfyUI is.`,
+        'Set instance_config.comfy_dir (e.g. "/home/me/ComfyUI") and, for node packs, instance_config.comfy_restart (e.g. "systemctl restart comfyui") in its config, and register it again.');
+    }
+    return new ShellInstaller(shell, { comfyDir: ic.comfy_dir, ...(ic.comfy_restart ? { restart: ic.comfy_restart } : {}) });
   }
 
   auth(rec: InstanceRecord, ctx: ProviderContext): SshAuth {

@@ -17,13 +17,14 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
 import type { Duplex } from 'node:stream';
-import { CHECKPOINTS, nodeInfo, objectInfo } from './nodes.js';
+import { nodeInfo, objectInfo } from './nodes.js';
 import type { PromptAccepted, PromptErrorBody } from './api-types.js';
 import { DEFAULT_WORKFLOW_UI } from './default-workflow.js';
 import { FOLDER_TYPES, FileStore, StoreFullError, type FolderType } from './files.js';
 import { HttpError, contentTypeOf, isObject, readBody, readJson, sendBytes, sendJson, sendOk } from './http.js';
 import { isPlainName, joinRel, normalRelPath } from './paths.js';
 import { PromptQueue } from './queue.js';
+import { ModelShelf } from './shelf.js';
 import { UserData } from './userdata.js';
 import { validatePrompt } from './validate.js';
 import { WsHub } from './ws-hub.js';
@@ -32,6 +33,8 @@ import type { ApiGraph } from '../comfy/types.js';
 export interface ComfyApp {
   /** Serves one connection (a forwarded SSH channel). */
   handle(stream: Duplex): void;
+  /** Its files, kept across a restart. */
+  readonly files: FileStore;
   close(): void;
 }
 
@@ -40,6 +43,10 @@ export interface ComfyAppOptions {
   stepMs?: number;
   /** Output + temp bytes kept before the oldest are dropped. */
   maxOutputBytes?: number;
+  /** The box's files from before a restart (ComfyUI's folders outlive it); new ones otherwise. */
+  files?: FileStore;
+  /** The box's ComfyUI folder on disk (models, custom_nodes), for a new FileStore. */
+  comfyDir?: string;
 }
 
 const MiB = 1024 * 1024;
@@ -131,7 +138,7 @@ function userPath(encoded: string): string {
 
 export function createComfyApp(instanceId: string, options: ComfyAppOptions = {}): ComfyApp {
   const startedAt = Date.now();
-  const files = new FileStore({ maxOutputBytes: options.maxOutputBytes ?? 512 * MiB, maxInputBytes: MAX_INPUT_BYTES });
+  const files = options.files ?? new FileStore({ maxOutputBytes: options.maxOutputBytes ?? 512 * MiB, maxInputBytes: MAX_INPUT_BYTES }, new ModelShelf(options.comfyDir));
   const userdata = new UserData(MAX_USERDATA_BYTES, { 'workflows/default.json': JSON.stringify(DEFAULT_WORKFLOW_UI, null, 2) });
   const hub = new WsHub((sid) => {
     const greeting: [string, Record<string, unknown>][] = [['status', { status: { exec_info: { queue_remaining: queue.remaining() } }, sid }]];
@@ -364,9 +371,12 @@ export function createComfyApp(instanceId: string, options: ComfyAppOptions = {}
     if (at('POST', '/upload/image')) return uploadImage(req, res);
     if (at('GET', '/userdata')) return listUserdata(url, res);
     if (path.startsWith('/userdata/') && (m === 'GET' || m === 'POST' || m === 'DELETE')) return userdataFile(req, res, url, path.slice('/userdata/'.length));
-    if (at('GET', '/models')) return sendJson(res, 200, ['checkpoints', 'loras', 'vae', 'upscale_models', 'embeddings', 'controlnet', 'clip', 'unet']);
-    if (at('GET', '/models/checkpoints')) return sendJson(res, 200, CHECKPOINTS);
-    if (m === 'GET' && /^\/models\/[^/]+$/.test(path)) return sendJson(res, 200, []);
+    if (at('GET', '/models')) return sendJson(res, 200, files.shelf.folders());
+    if (m === 'GET' && /^\/models\/[^/]+$/.test(path)) {
+      const list = files.shelf.list(decodeURIComponent(path.slice('/models/'.length)));
+      if (!list) throw new HttpError(404, `no model folder ${path.slice('/models/'.length)}`);
+      return sendJson(res, 200, list);
+    }
     if (at('GET', '/embeddings') || at('GET', '/extensions')) return sendJson(res, 200, []);
     if (at('GET', '/features')) return sendJson(res, 200, { supports_preview_metadata: true, max_upload_size: MAX_UPLOAD_BYTES });
     throw new HttpError(404, `not found: ${m} ${url.pathname}`);
@@ -396,6 +406,7 @@ export function createComfyApp(instanceId: string, options: ComfyAppOptions = {}
   // miss them): the app keeps its own set, websockets included, to end them all on close.
   const streams = new Set<Duplex>();
   return {
+    files,
     handle(stream) {
       streams.add(stream);
       stream.once('close', () => streams.delete(stream));

@@ -57,12 +57,14 @@ export class SimulatedBox {
     private readonly remotePort: number,
     private readonly sim: Simulate,
     private readonly log: Logger,
+    /** Its ComfyUI folder on disk: models and custom node packs (none: only the preinstalled checkpoint). */
+    readonly comfyDir?: string,
   ) {}
 
   /** Starts the SSH server, on `preferredPort` when it is free. Returns the port. */
   async start(preferredPort = 0): Promise<number> {
     // Loaded on first use: a supervisor without local boxes never pays for the simulator.
-    if (this.sim.fail !== 'comfy') this.app = (await import('./app.js')).createComfyApp(this.instanceId);
+    if (this.sim.fail !== 'comfy') this.app = (await import('./app.js')).createComfyApp(this.instanceId, { comfyDir: this.comfyDir });
     const server = new ssh2.Server({ hostKeys: [this.hostKey] }, (conn) => this.onConnection(conn));
     this.server = server;
     const listen = (port: number) =>
@@ -111,6 +113,17 @@ export class SimulatedBox {
       });
       conn.on('session', (_accept, reject) => reject());
     });
+  }
+
+  /** A ComfyUI restart: connections and the queue end, the files stay, node packs are read again. */
+  async restartComfy(): Promise<void> {
+    const old = this.app;
+    if (!old) return;
+    this.app = undefined; // while it "starts", nothing answers on the port
+    old.close();
+    old.files.shelf.load();
+    await new Promise((r) => setTimeout(r, 300));
+    this.app = (await import('./app.js')).createComfyApp(this.instanceId, { files: old.files });
   }
 
   async stop(): Promise<void> {

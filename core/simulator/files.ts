@@ -1,10 +1,12 @@
 /**
  * One simulated box's files, in memory: `input` (uploads, read by LoadImage), `output` (SaveImage)
- * and `temp` (PreviewImage), like ComfyUI's three folders. Outputs are capped: past the cap the
+ * and `temp` (PreviewImage), like ComfyUI's three folders; its models and node packs are on disk
+ * (shelf.ts). Outputs are capped: past the cap the
  * oldest outputs go, so a long demo cannot eat the machine. Inputs are never dropped silently;
  * an upload past their cap is refused instead.
  */
 import { joinRel } from './paths.js';
+import { ModelShelf } from './shelf.js';
 
 export type FolderType = 'input' | 'output' | 'temp';
 export const FOLDER_TYPES: readonly FolderType[] = ['input', 'output', 'temp'];
@@ -31,7 +33,11 @@ export class FileStore {
   /** The last SaveImage counter used per folder and prefix, so names never repeat after eviction. */
   private readonly counters = new Map<string, number>();
 
-  constructor(private readonly limits: FileStoreLimits) {}
+  constructor(
+    private readonly limits: FileStoreLimits,
+    /** Its models and node packs, on disk. */
+    readonly shelf: ModelShelf = new ModelShelf(),
+  ) {}
 
   private static key(type: FolderType, rel: string): string {
     return `${type}/${rel}`;

@@ -19,15 +19,6 @@ export const MAX_RESOLUTION = 16384;
 export const MAX_IMAGE_PIXELS = 4096 * 4096;
 export const MAX_BATCH_PIXELS = 64 * 1024 * 1024;
 
-/** The checkpoints the box "has". ckpt_name accepts any name: a real box's list is unknowable. */
-export const CHECKPOINTS = [
-  'v1-5-pruned-emaonly-fp16.safetensors',
-  'v1-5-pruned-emaonly.ckpt',
-  'sd_xl_base_1.0.safetensors',
-  'sd_xl_refiner_1.0.safetensors',
-  'flux1-dev-fp8.safetensors',
-];
-
 /** comfy/samplers.py: KSAMPLER_NAMES + ["ddim", "uni_pc", "uni_pc_bh2"]. */
 export const SAMPLERS = [
   'euler', 'euler_cfg_pp', 'euler_ancestral', 'euler_ancestral_cfg_pp', 'heun', 'heunpp2', 'dpm_2', 'dpm_2_ancestral',
@@ -100,8 +91,6 @@ export interface SimNodeType {
   output_name?: string[];
   output_tooltips?: string[];
   output_node?: boolean;
-  /** Combo inputs that take any string (checkpoint names). */
-  anyValue?: string[];
   /**
    * ComfyUI's VALIDATE_INPUTS: checks these inputs instead of their combo lists; returns an
    * error text for a bad value.
@@ -245,10 +234,9 @@ export const NODE_TYPES: Record<string, SimNodeType> = {
     display_name: 'Load Checkpoint',
     category: 'loaders',
     description: 'Loads a diffusion model checkpoint, diffusion models are used to denoise latents.',
-    inputs: () => ({ required: { ckpt_name: [CHECKPOINTS, { tooltip: 'The name of the checkpoint (model) to load.' }] } }),
+    inputs: (files) => ({ required: { ckpt_name: [files.shelf.list('checkpoints') ?? [], { tooltip: 'The name of the checkpoint (model) to load.' }] } }),
     output: ['MODEL', 'CLIP', 'VAE'],
     output_tooltips: ['The model used for denoising latents.', 'The CLIP model used for encoding text prompts.', 'The VAE model used for encoding and decoding images to and from latent space.'],
-    anyValue: ['ckpt_name'],
     run(i) {
       const m: Model = { ckpt: String(i.ckpt_name) };
       return { result: [m, m, m] };
@@ -409,8 +397,26 @@ export const NODE_TYPES: Record<string, SimNodeType> = {
 // ---- /object_info ---------------------------------------------------------------------------
 
 /** One node type as `GET /object_info` describes it, in ComfyUI's format. */
+/** A node type from an installed pack: the simulator runs none of their code, so it passes an image through. */
+const PACK_NODE: SimNodeType = {
+  display_name: '',
+  category: 'custom',
+  description: 'A node from a custom node pack (simulated: passes its image through).',
+  inputs: () => ({ required: { image: ['IMAGE', {}] } }),
+  output: ['IMAGE'],
+  run(i) {
+    return { result: [i.image] };
+  },
+};
+
+/** The built-in node type of that name, or one a pack installed on the box adds. */
+export function nodeType(name: string, files: FileStore): SimNodeType | undefined {
+  if (Object.hasOwn(NODE_TYPES, name)) return NODE_TYPES[name];
+  return files.shelf.hasPackType(name) ? { ...PACK_NODE, display_name: name } : undefined;
+}
+
 export function nodeInfo(name: string, files: FileStore): NodeInfo | undefined {
-  const t = Object.hasOwn(NODE_TYPES, name) ? NODE_TYPES[name] : undefined;
+  const t = nodeType(name, files);
   if (!t) return undefined;
   const input = t.inputs(files);
   const inputOrder: Record<string, string[]> = {};
@@ -434,6 +440,6 @@ export function nodeInfo(name: string, files: FileStore): NodeInfo | undefined {
 
 export function objectInfo(files: FileStore): ObjectInfo {
   const all: ObjectInfo = {};
-  for (const name of Object.keys(NODE_TYPES)) all[name] = nodeInfo(name, files)!;
+  for (const name of [...Object.keys(NODE_TYPES), ...files.shelf.packTypeNames()]) all[name] = nodeInfo(name, files)!;
   return all;
 }

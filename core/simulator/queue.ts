@@ -5,7 +5,7 @@
  * their step count says; an interrupt lands between steps (or between nodes).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NODE_TYPES, type NodeOutput, type RunContext } from './nodes.js';
+import { nodeType, type NodeOutput, type RunContext } from './nodes.js';
 import type { ApiGraph, HistoryEntry } from '../comfy/types.js';
 import type { QueueTuple } from './api-types.js';
 import type { FileStore } from './files.js';
@@ -191,7 +191,7 @@ export class PromptQueue {
     record('execution_cached', { nodes: [], prompt_id: promptId });
     for (const id of executionOrder(prompt, job.outputs)) {
       const node = prompt[id]!;
-      const type = NODE_TYPES[node.class_type]!;
+      const type = nodeType(node.class_type, this.files)!;
       if (this.running) this.running.node = id;
       let out: NodeOutput;
       try {

@@ -7,7 +7,7 @@
  * converted one, as on a real box.
  */
 import type { ApiGraph, InputSpec } from '../comfy/types.js';
-import { NODE_TYPES, type NodeInputs, type SimNodeType } from './nodes.js';
+import { nodeType, type NodeInputs, type SimNodeType } from './nodes.js';
 import type { ComfyError, NodeError } from './api-types.js';
 import type { FileStore } from './files.js';
 
@@ -61,7 +61,7 @@ class Validator {
   ) {}
 
   private typeOf(id: string): SimNodeType {
-    return NODE_TYPES[this.prompt[id]!.class_type]!;
+    return nodeType(this.prompt[id]!.class_type, this.files)!;
   }
 
   private inputsOf(id: string): NodeInputs {
@@ -131,10 +131,9 @@ class Validator {
     if (typeof v === 'number' && typeof options.max === 'number' && v > options.max) {
       return problem('value_bigger_than_max', `Value ${v} bigger than max of ${options.max}`, name, { ...extra, received_value: v });
     }
-    // Combos: the value must be a choice, unless the node checks it itself (VALIDATE_INPUTS) or takes any name.
+    // Combos: the value must be a choice (a model file the box has), unless the node checks it itself (VALIDATE_INPUTS).
     if (Array.isArray(wanted) && !t.validate?.inputs.includes(name)) {
-      const anyName = t.anyValue?.includes(name) && typeof v === 'string' && v !== '';
-      if (!anyName && !wanted.includes(v)) {
+      if (!wanted.includes(v)) {
         const big = wanted.length > 20; // ComfyUI does not echo long lists
         return problem('value_not_in_list', 'Value not in list', `${name}: '${String(v)}' not in ${big ? `(list of length ${wanted.length})` : JSON.stringify(wanted)}`, {
           ...extra,
@@ -204,11 +203,11 @@ export function validatePrompt(prompt: unknown, files: FileStore): Validation {
     if (typeof node !== 'object' || node === null || typeof node.class_type !== 'string') {
       return fail('invalid_prompt', 'Cannot execute because a node is missing the class_type property.', `Node ID '#${id}'`);
     }
-    if (!Object.hasOwn(NODE_TYPES, node.class_type)) {
+    if (!nodeType(node.class_type, files)) {
       return fail('invalid_prompt', `Cannot execute because node ${node.class_type} does not exist.`, `Node ID '#${id}'`);
     }
     if (typeof node.inputs !== 'object' || node.inputs === null || Array.isArray(node.inputs)) node.inputs = {};
-    if (NODE_TYPES[node.class_type]!.output_node) outputs.push(id);
+    if (nodeType(node.class_type, files)!.output_node) outputs.push(id);
   }
   if (outputs.length === 0) return fail('prompt_no_outputs', 'Prompt has no outputs', '');
 

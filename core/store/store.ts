@@ -14,7 +14,7 @@ import type { Config } from '../config/config.js';
 import { homeWriteError } from '../lib/errors.js';
 import { Mutex } from '../lib/mutex.js';
 import { homeFiles } from '../lib/paths.js';
-import type { JobStatus } from '../model/job.js';
+import type { JobKind, JobStatus } from '../model/job.js';
 import type { ProviderName } from '../model/provider.js';
 import type { InstanceStatus, SshEndpoint } from '../model/instance.js';
 import type { MoneyAction, LedgerEntry } from '../model/money.js';
@@ -73,6 +73,9 @@ export interface JobRecord {
   job_id: string;
   instance_id: string;
   status: JobStatus;
+  /** Absent on records from before prepare jobs: a workflow job. */
+  kind?: JobKind;
+  /** For a prepare job: its workflow file, if any, and empty parameters and output_dir. */
   workflow: WorkflowSpec;
   prompt_id?: string;
   /** The websocket client id the graph was queued under (ComfyUI sends its progress there). */

@@ -15,6 +15,7 @@ import { VERSION } from '../lib/version.js';
 import { Boxes } from '../fleet/boxes.js';
 import { Deadlines, SWEEP_MS } from '../fleet/deadlines.js';
 import { byId, Fleet } from '../fleet/fleet.js';
+import { Preparing } from '../fleet/preparing.js';
 import { Provisioning } from '../fleet/provisioning.js';
 import { TunnelApi } from '../fleet/tunnel-api.js';
 import { Oneshots } from '../jobs/oneshot.js';
@@ -64,6 +65,7 @@ export class Supervisor implements VaiApi {
   readonly deadlines: Deadlines;
   readonly jobs: JobRunner;
   readonly money: Money;
+  readonly preparing: Preparing;
   private readonly sweeper: Sweeper;
   private readonly tunnelApi: TunnelApi;
   private readonly oneshots: Oneshots;
@@ -98,10 +100,13 @@ export class Supervisor implements VaiApi {
       hasInstance: (id) => store.instances.has(id),
       nextJobId: () => store.nextId('job'),
       priceOf: (id) => store.instances.get(id)?.dph_total,
+      plan: (id, spec) => this.preparing.plan(id, spec),
+      carryOut: (id, plan, env, progress, signal) => this.preparing.carryOut(id, plan, env, progress, signal),
       used: (id, what) => this.money.idle.touch(id, what),
       log: log.child('jobs'),
     });
-    this.provisioning = new Provisioning(boxes, this.tunnels, (id, reason) => this.fleet.fail(id, reason));
+    this.preparing = new Preparing(boxes, this.tunnels, (id) => this.money.idle.touch(id, 'use'));
+    this.provisioning = new Provisioning(boxes, this.tunnels, (id, reason) => this.fleet.fail(id, reason), this.preparing);
     this.money = new Money(boxes, {
       forwardOf: (id) => this.tunnels.forwardOf(id),
       ourPromptIds: () => new Set(store.jobs.values().map((j) => j.prompt_id ?? '')),
@@ -145,6 +150,11 @@ export class Supervisor implements VaiApi {
     return o.env ?? requestEnvFrom();
   }
 
+  /** The id of a box this supervisor knows; bad input naming the id otherwise. */
+  private known(id: string): string {
+    return this.boxes.record(id).instance_id;
+  }
+
   // ---------------------------------------------------------------- the API: boxes
 
   createInstances: VaiApi['createInstances'] = (p, o = {}) => this.fleet.create(p, this.envOf(o));
@@ -167,10 +177,10 @@ export class Supervisor implements VaiApi {
 
   // ---------------------------------------------------------------- workflows
 
-  runWorkflow: VaiApi['runWorkflow'] = async (p, o = {}) => {
-    this.boxes.record(p.instance_id);
-    return this.jobs.run(p.instance_id, p.workflow, p.wait_s ?? 0, o);
-  };
+  runWorkflow: VaiApi['runWorkflow'] = async (p, o = {}) =>
+    this.jobs.run(this.known(p.instance_id), p.workflow, p.wait_s ?? 0, o, { env: this.envOf(o), models: p.models, custom_nodes: p.custom_nodes });
+  prepareInstance: VaiApi['prepareInstance'] = async ({ instance_id, wait_s, ...spec }, o = {}) => this.jobs.prepare(this.known(instance_id), spec, wait_s ?? 0, o, this.envOf(o));
+  listModels: VaiApi['listModels'] = async (p) => ({ instance_id: p.instance_id, folders: await this.preparing.models(this.known(p.instance_id)) });
   getJob: VaiApi['getJob'] = async (p, o = {}) => this.jobs.wait(p.job_id, p.wait_s ?? 0, o);
   listJobs: VaiApi['listJobs'] = async (p) => {
     const jobs = this.jobs.list(p.instance_id);
@@ -178,18 +188,9 @@ export class Supervisor implements VaiApi {
     if (p.instance_id && jobs.length === 0) this.boxes.record(p.instance_id);
     return jobs;
   };
-  listQueue: VaiApi['listQueue'] = async (p) => {
-    this.boxes.record(p.instance_id);
-    return this.jobs.queue(p.instance_id);
-  };
-  cancelJobs: VaiApi['cancelJobs'] = async (p) => {
-    this.boxes.record(p.instance_id);
-    return this.jobs.cancel(p);
-  };
-  extractOutputs: VaiApi['extractOutputs'] = async (p, o = {}) => {
-    this.boxes.record(p.instance_id);
-    return this.jobs.extract(p.instance_id, p.out_dir, o, !!p.force);
-  };
+  listQueue: VaiApi['listQueue'] = async (p) => this.jobs.queue(this.known(p.instance_id));
+  cancelJobs: VaiApi['cancelJobs'] = async (p) => this.jobs.cancel({ ...p, instance_id: this.known(p.instance_id) });
+  extractOutputs: VaiApi['extractOutputs'] = async (p, o = {}) => this.jobs.extract(this.known(p.instance_id), p.out_dir, o, !!p.force);
   oneshot: VaiApi['oneshot'] = (p, o = {}) => this.oneshots.run(p, o);
 
   // ---------------------------------------------------------------- money

@@ -286,6 +286,43 @@ export class SshLink extends EventEmitter {
     });
   }
 
+  /**
+   * Runs a long command on the box: stdout line by line, stdin written and closed, the exit code
+   * at the end (null when the channel closed without one). The signal closes the channel.
+   */
+  spawn(command: string, o: { stdin?: string; onLine?: (line: string) => void; signal?: AbortSignal } = {}): Promise<{ code: number | null; stderr: string }> {
+    const client = this.client;
+    if (!client || !this.isReady) return Promise.reject(new Error('the SSH link is not up'));
+    return new Promise((resolve, reject) => {
+      try {
+        client.exec(command, (err, stream) => {
+          if (err) return reject(err);
+          let code: number | null = null;
+          let partial = '';
+          let stderr = '';
+          const onAbort = () => stream.close();
+          o.signal?.addEventListener('abort', onAbort, { once: true });
+          stream.on('error', () => {});
+          stream.on('exit', (c: number | null) => (code = c));
+          stream.on('data', (d: Buffer) => {
+            const lines = (partial + d.toString('utf8')).split('\n');
+            partial = lines.pop() ?? '';
+            for (const line of lines) o.onLine?.(line);
+          });
+          stream.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString('utf8')).slice(-4096)));
+          stream.on('close', () => {
+            o.signal?.removeEventListener('abort', onAbort);
+            if (partial) o.onLine?.(partial);
+            resolve({ code, stderr });
+          });
+          stream.end(o.stdin ?? '');
+        });
+      } catch (err) {
+        reject(err as Error);
+      }
+    });
+  }
+
   /** Ends the link for good: nothing holds it or reconnects it any more. */
   stop(): void {
     this.stopped = true;

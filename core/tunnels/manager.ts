@@ -11,6 +11,7 @@ import type { Logger } from '../lib/log.js';
 import type { Mutex } from '../lib/mutex.js';
 import { nowIso, waitForEvent } from '../lib/timers.js';
 import type { SshEndpoint } from '../model/instance.js';
+import type { Shell } from '../model/shell.js';
 import { parseAllowList } from '../model/origins.js';
 import type { TunnelState } from '../model/tunnel.js';
 import type { InstanceRecord, StateStore, TunnelRecord } from '../store/store.js';
@@ -80,6 +81,15 @@ export class TunnelManager {
    * else holds it).
    */
   async run(id: string, env: RequestEnv, command: string, timeoutMs = 10_000): Promise<string> {
+    return this.holding(id, env, timeoutMs, (link) => link.exec(command, timeoutMs));
+  }
+
+  /** A shell on the box for long work (downloads, installs), on its SSH link held meanwhile. */
+  shell(id: string, env: RequestEnv): Shell {
+    return (command, o) => this.holding(id, env, 30_000, (link) => link.spawn(command, o));
+  }
+
+  private async holding<T>(id: string, env: RequestEnv, timeoutMs: number, work: (link: SshLink) => Promise<T>): Promise<T> {
     const box = this.host.box(id);
     const link = await box.lock.run(async () => {
       const rec = this.host.store.instances.get(id);
@@ -94,7 +104,7 @@ export class TunnelManager {
     const release = link.hold();
     try {
       if (!(await waitForEvent(link, 'state', () => link.isReady || link.state === 'failed', { timeoutMs }))) throw new Error(`the SSH link did not come up within ${timeoutMs} ms`);
-      return await link.exec(command, timeoutMs);
+      return await work(link);
     } finally {
       release();
     }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { ContentBlock } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { JobView, WorkflowSpec } from '../../core/api/api.js';
-import { loadJobWorkflow, resolveParameterPaths } from '../../core/config/config.js';
+import { loadJobSpec, loadJobWorkflow, ModelEntrySchema, resolveParameterPaths } from '../../core/config/config.js';
 import { badInput } from '../../core/lib/errors.js';
 import { argPath } from '../paths.js';
 import { JobViewSchema } from '../../core/api/views.js';
@@ -22,6 +22,7 @@ const JobOutput = z.object({ job: JobViewSchema, summary: z.string().describe('W
 export function summarizeJob(job: JobView): string {
   const where = `${job.job_id} on ${job.instance_id}`;
   const destroyed = job.destroy_box ? (job.box_destroyed === null ? ' The box is being destroyed.' : job.box_destroyed ? ' The box was destroyed.' : ' The box could NOT be destroyed: destroy it with destroy_instance.') : '';
+  if (job.status === 'succeeded' && job.kind === 'prepare') return `${where} succeeded: the box has every model and node pack asked for; run_workflow can run on it now.`;
   if (job.status === 'succeeded') return `${where} succeeded: ${job.outputs.length} file(s) in ${job.output_dir}: ${job.outputs.join(', ')}.${destroyed}`;
   if (isJobDone(job.status)) return `${where} ${job.status}: ${job.error ?? 'no reason given'}.${destroyed}`;
   return `${where} is ${job.status}${job.progress ? ` (${job.progress})` : ''}. Call get_job with job_id "${job.job_id}" and wait_s ${MAX_WAIT_S} to keep waiting; it goes on in the background either way.`;
@@ -44,7 +45,12 @@ function workflowFrom(args: { config_path?: string; workflow_file?: string; para
   };
 }
 
-const waitS = (dflt: number) => z.number().min(0).max(MAX_WAIT_S).default(dflt)
+export const ModelsArg = z.array(ModelEntrySchema).optional()
+  .describe('Model files the box must have: [{"url": "https://...", "dir": "checkpoints", "name"?: "file.safetensors", "sha256"?: "..."}]; downloaded on the box when missing (HF_TOKEN / CIVITAI_TOKEN from the environment go only to their own sites).');
+export const CustomNodesArg = z.array(z.string().min(1)).optional()
+  .describe('Node packs the box must have: git URLs (optionally "#<ref>"), GitHub "owner/repo", or Comfy registry ids; ComfyUI is restarted after new ones are installed.');
+
+export const waitS = (dflt: number) => z.number().min(0).max(MAX_WAIT_S).default(dflt)
   .describe(`Seconds to wait in this call for the job to end (0-${MAX_WAIT_S}), with progress. A job not done by then goes on; call get_job to keep waiting.`);
 
 async function inlineImages(job: JobView): Promise<ContentBlock[]> {
@@ -66,6 +72,7 @@ export const workflowTools = [
       'Run a ComfyUI workflow on a ready box: upload its input images, fill its parameters, queue it, and download the outputs to output_dir on this machine when it ends.',
       'Returns a job_id as soon as the job is queued, after waiting up to wait_s for it to finish (with progress). A job not finished by then goes on in the background: call get_job.',
       'parameters: {"<nodeId>.<input>": value}, e.g. {"6.text": "a red fox", "3.seed": 42}; values naming .png/.jpg files are uploaded, .txt files are read. Paths are best absolute.',
+      'Models and node packs the workflow needs (its properties.models, cnr_id/aux_id, loader inputs) or that models/custom_nodes (or the config) list are downloaded and installed on the box first when it lacks them; the job shows status "preparing" meanwhile.',
     ].join(' '),
     input: z.strictObject({
       instance_id: z.string().min(1).describe('A ready box, e.g. "local-1".'),
@@ -73,13 +80,18 @@ export const workflowTools = [
       workflow_file: z.string().optional().describe('A ComfyUI workflow JSON (API or UI format); overrides the config\'s workflow.file.'),
       parameters: z.record(z.string(), z.unknown()).optional().describe('Parameters merged over the config\'s.'),
       output_dir: z.string().optional().describe('Where outputs are downloaded (default: the config\'s output_dir, else ./outputs).'),
+      models: ModelsArg,
+      custom_nodes: CustomNodesArg,
       wait_s: waitS(30),
     }),
     output: JobOutput,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
     async handle(args, ctx) {
       const workflow = workflowFrom(args, ctx.cwd);
-      const job = await ctx.api.runWorkflow({ instance_id: args.instance_id, workflow, wait_s: args.wait_s }, progressOf(ctx));
+      const lists = args.config_path ? loadJobSpec(argPath(ctx.cwd, args.config_path, 'config_path')) : {};
+      const models = [...(lists.models ?? []), ...(args.models ?? [])];
+      const custom_nodes = [...(lists.custom_nodes ?? []), ...(args.custom_nodes ?? [])];
+      const job = await ctx.api.runWorkflow({ instance_id: args.instance_id, workflow, wait_s: args.wait_s, models, custom_nodes }, progressOf(ctx));
       return { job, summary: summarizeJob(job) };
     },
     extraContent: (out) => inlineImages(out.job as JobView),
@@ -122,6 +134,6 @@ export const workflowTools = [
   }),
 ];
 
-function progressOf(ctx: ToolContext) {
+export function progressOf(ctx: ToolContext) {
   return { onProgress: (p: { message: string }) => ctx.progress(p.message), signal: ctx.signal };
 }

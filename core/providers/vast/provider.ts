@@ -16,6 +16,9 @@ import type { BoxStatus, CreatedBox, CreatePlan, CreateSpec, Heartbeat, OrphanBo
 import { deadmanScale, HEARTBEAT_COMMAND, HEARTBEAT_EVERY_S, MAX_ENV_VALUE_CHARS, MAX_ONSTART_CHARS, onstartFor, watchdogEnv } from './watchdog.js';
 import { AmbiguousCreateError, findVastApiKey, VastApi, type VastInstance, type VastOffer } from './api.js';
 import type { SshEndpoint } from '../../model/instance.js';
+import type { Shell } from '../../model/shell.js';
+import type { BoxInstaller } from '../../comfy/provision/installer.js';
+import { ShellInstaller } from '../../comfy/provision/shell-installer.js';
 
 export const DEFAULT_IMAGE = 'vastai/comfy:@vastai-automatic-tag';
 /**
@@ -114,6 +117,9 @@ export function boxStatusOf(inst: VastInstance | null): BoxStatus {
   return { status: 'provisioning', message: msg ? `scheduling: ${msg}` : 'waiting for the host to start it' };
 }
 
+const VAST_COMFY_DIR = '/workspace/ComfyUI';
+const VAST_COMFY_RESTART = 'supervisorctl restart comfyui';
+
 export class VastProvider implements Provider {
   readonly name = 'vast' as const;
   readonly checksComfy = true;
@@ -123,6 +129,16 @@ export class VastProvider implements Provider {
   /** Show-instance may be asked every 2 s (scaled like the API pacing, see vast-api.ts). */
   readonly pollIntervalMs = 2000 * paceScale();
   readonly censusIntervalMs = 30_000 * paceScale();
+  /**
+   * vastai/comfy (vast-ai/base-image, derivatives/pytorch/derivatives/comfyui): ComfyUI lives in
+   * ${WORKSPACE}/ComfyUI with WORKSPACE=/workspace, runs from the /venv/main venv, and is the
+   * Supervisor program `comfyui` (ROOT/opt/supervisor-scripts/comfyui.sh, the image's README).
+   */
+  installer(rec: InstanceRecord, _ctx: ProviderContext, shell: Shell): BoxInstaller {
+    const ic = rec.config.instance_config;
+    return new ShellInstaller(shell, { comfyDir: ic.comfy_dir ?? VAST_COMFY_DIR, restart: ic.comfy_restart ?? VAST_COMFY_RESTART });
+  }
+
   readonly heartbeat: Heartbeat = { command: HEARTBEAT_COMMAND, intervalMs: HEARTBEAT_EVERY_S * 1000 * deadmanScale(), scale: deadmanScale() };
 
   validate(config: Config, ctx: ProviderContext): void {
