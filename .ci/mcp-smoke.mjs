@@ -35,7 +35,7 @@ await request('initialize', { protocolVersion: '2025-06-18', capabilities: {}, c
 child.stdin.write(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) + '\n');
 const { tools } = await request('tools/list', {});
 const names = tools.map((t) => t.name).sort().join(',');
-if (names !== 'cancel_job,close_tunnel,create_instance,destroy_instance,get_budget,get_job,list_instances,list_tunnels,open_tunnel,run_workflow,search_offers') throw new Error(`unexpected tools: ${names}`);
+if (names !== 'cancel_job,close_tunnel,create_instance,destroy_instance,get_budget,get_job,list_instances,list_tunnels,open_tunnel,prepare_instance,run_workflow,search_offers') throw new Error(`unexpected tools: ${names}`);
 const result = await request('tools/call', { name: 'list_tunnels', arguments: {} });
 if (result.isError || !Array.isArray(result.structuredContent?.tunnels)) throw new Error(`list_tunnels failed: ${JSON.stringify(result)}`);
 const budget = await request('tools/call', { name: 'get_budget', arguments: {} });

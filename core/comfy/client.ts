@@ -149,6 +149,8 @@ interface RequestOptions {
   /** The whole request's deadline; 0: none of its own (the caller's `signal` bounds it). */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** A 404 answers undefined (an endpoint or folder the box does not have). */
+  missingIsUndefined?: boolean;
 }
 
 /** One ComfyUI server at `baseUrl` (e.g. http://localhost:8188). */
@@ -203,6 +205,7 @@ export class ComfyClient {
 
   private async getJson<T>(p: string, o: RequestOptions = {}): Promise<T> {
     const res = await this.request('GET', p, o);
+    if (res.status === 404 && o.missingIsUndefined) return (await res.arrayBuffer().catch(() => undefined), undefined as T);
     if (!res.ok) throw await this.httpError(res, `GET ${p}`);
     const text = await res.text();
     try {
@@ -279,27 +282,12 @@ export class ComfyClient {
 
   /** The box's model folders (`GET /models`), or undefined where its ComfyUI has no such endpoint. */
   async modelFolders(): Promise<string[] | undefined> {
-    return this.optionalJson<string[]>('/models');
+    return this.getJson<string[] | undefined>('/models', { missingIsUndefined: true });
   }
 
   /** The files in one model folder (`GET /models/<folder>`), or undefined when the box has no such folder. */
   async modelsIn(folder: string): Promise<string[] | undefined> {
-    return this.optionalJson<string[]>(`/models/${encodeURIComponent(folder)}`);
-  }
-
-  private async optionalJson<T>(p: string): Promise<T | undefined> {
-    const res = await this.request('GET', p);
-    if (res.status === 404) {
-      await res.arrayBuffer().catch(() => undefined);
-      return undefined;
-    }
-    if (!res.ok) throw await this.httpError(res, `GET ${p}`);
-    const text = await res.text();
-    try {
-      return JSON.parse(text) as T;
-    } catch {
-      throw failure(`ComfyUI answered GET ${p} with a body that is not JSON: ${clip(text, 120)}`, undefined, 'comfy_http');
-    }
+    return this.getJson<string[] | undefined>(`/models/${encodeURIComponent(folder)}`, { missingIsUndefined: true });
   }
 
   /**

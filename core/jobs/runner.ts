@@ -11,12 +11,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { CallOptions, CancelParams, CancelResult, ExtractResult, JobView, Progress, QueueView, WorkflowSpec } from '../api/api.js';
+import type { CallOptions, CancelParams, CancelResult, ExtractResult, JobView, QueueView, WorkflowSpec } from '../api/api.js';
 import { ComfyClient } from '../comfy/client.js';
 import { downloadOutputs, followJob, submitWorkflow, type JobProgress } from '../comfy/run.js';
 import { badInput, toVaiError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import { elapsed, ProgressRelay } from '../lib/progress.js';
 import { nowIso, sleep } from '../lib/timers.js';
 import { isJobDone, type JobStatus } from '../model/job.js';
 import type { Collection, JobRecord } from '../store/store.js';
@@ -24,7 +23,7 @@ import type { RequestEnv } from '../config/settings.js';
 import { describePlan, isEmptyPlan, type Plan, type PrepareResult } from '../comfy/provision/preparer.js';
 import type { PrepareSpec } from '../fleet/preparing.js';
 import { extractOutputs } from './extract.js';
-import { LiveJobs, type LiveJob } from './live.js';
+import { LiveJobs, waitForJobEnd, type LiveJob } from './live.js';
 import { cancelJobs, queueOf } from './queue.js';
 
 /** What the job runner needs from the supervisor. */
@@ -228,35 +227,9 @@ export class JobRunner {
   /** Waits until the job ends or `waitS` passes, passing its progress lines on. */
   async wait(jobId: string, waitS: number, o: CallOptions = {}): Promise<JobView> {
     if (isJobDone(this.record(jobId).status) || waitS <= 0) return this.view(jobId);
-    const instanceId = this.record(jobId).instance_id;
-    const relay = new ProgressRelay(o.onProgress, () => {
+    await waitForJobEnd(this.events, jobId, this.record(jobId).instance_id, waitS, o, () => {
       const rec = this.store.get(jobId);
-      if (!rec || isJobDone(rec.status)) return undefined;
-      const now = this.live.get(jobId)?.progress;
-      return { instance_id: instanceId, message: `${jobId}: ${rec.status} for ${elapsed(Date.now() - Date.parse(rec.created_at))}${now ? ` (${now})` : ''}` };
-    });
-    await new Promise<void>((resolve) => {
-      const onProgress = (p: Progress & { job_id: string; instance_id: string }) => {
-        if (p.job_id === jobId) relay.push({ message: `${jobId}: ${p.message}`, instance_id: p.instance_id });
-      };
-      const onChange = (id: string) => {
-        if (id === jobId && isJobDone(this.record(jobId).status)) finish();
-      };
-      const timer = setTimeout(() => finish(), waitS * 1000);
-      const onAbort = () => finish();
-      const finish = () => {
-        clearTimeout(timer);
-        relay.close();
-        this.events.off('progress', onProgress);
-        this.events.off('change', onChange);
-        o.signal?.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      this.events.on('progress', onProgress);
-      this.events.on('change', onChange);
-      o.signal?.addEventListener('abort', onAbort);
-      const now = this.live.get(jobId)?.progress;
-      if (now) relay.push({ message: `${jobId}: ${now}`, instance_id: instanceId });
+      return rec && { status: rec.status, created_at: rec.created_at, progress: this.live.get(jobId)?.progress };
     });
     return this.view(jobId);
   }
@@ -288,19 +261,15 @@ export class JobRunner {
     const plan = await this.host.plan(instanceId, spec);
     const rec = await this.create(instanceId, { file: spec.workflow_file ?? '', parameters: {}, output_dir: '' }, { kind: 'prepare' });
     this.live.say(rec.job_id, `${instanceId} ${describePlan(plan)}`, true);
-    void this.carryOut(rec.job_id, plan, env).then(
-      (r) => r && this.finish(rec.job_id, 'succeeded'),
-      (err) => this.finish(rec.job_id, 'failed', { error: toVaiError(err).message }),
-    ).catch(() => undefined);
+    void this.carryOut(rec.job_id, plan, env)
+      .then((r) => r && this.finish(rec.job_id, 'succeeded'), (err) => this.finish(rec.job_id, 'failed', { error: toVaiError(err).message })).catch(() => undefined);
     return this.wait(rec.job_id, waitS, o);
   }
 
   /** The plan's work, with the job's progress and cancel; undefined when the job ended meanwhile. */
   private async carryOut(jobId: string, plan: Plan, env: RequestEnv): Promise<PrepareResult | undefined> {
-    const rec = this.record(jobId);
-    if (isEmptyPlan(plan)) return { downloaded: [], installed: [], restarted: false };
     const signal = this.live.of(jobId).abort.signal;
-    const result = await this.host.carryOut(rec.instance_id, plan, env, (m) => this.live.say(jobId, m), signal);
+    const result = await this.host.carryOut(this.record(jobId).instance_id, plan, env, (m) => this.live.say(jobId, m), signal);
     return signal.aborted ? undefined : result;
   }
 

@@ -65,9 +65,9 @@ describe('MCP tools, in process', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('lists eleven tools with titles, annotations, described fields and output schemas (snapshot)', async () => {
+  it('lists twelve tools with titles, annotations, described fields and output schemas (snapshot)', async () => {
     const { tools } = await client.listTools();
-    expect(tools.map((t) => t.name).sort()).toEqual(['cancel_job', 'close_tunnel', 'create_instance', 'destroy_instance', 'get_budget', 'get_job', 'list_instances', 'list_tunnels', 'open_tunnel', 'run_workflow', 'search_offers']);
+    expect(tools.map((t) => t.name).sort()).toEqual(['cancel_job', 'close_tunnel', 'create_instance', 'destroy_instance', 'get_budget', 'get_job', 'list_instances', 'list_tunnels', 'open_tunnel', 'prepare_instance', 'run_workflow', 'search_offers']);
     for (const t of tools) {
       expect(t.title).toBeTruthy();
       expect(t.description!.length).toBeGreaterThan(60);

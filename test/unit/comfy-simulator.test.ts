@@ -347,10 +347,16 @@ describe('POST /prompt validation', () => {
     expect(await getJson(box, '/prompt')).toEqual({ exec_info: { queue_remaining: 0 } });
   });
 
-  it('takes any checkpoint name, numbers as strings, and runs the outputs that validate', async () => {
+  it('refuses a checkpoint the box does not have, as ComfyUI does; takes numbers as strings, and runs the outputs that validate', async () => {
     const box = await startBox({ stepMs: 1 });
+    const missing = clone(DEFAULT_API);
+    missing['4']!.inputs.ckpt_name = 'my-own-finetune.safetensors';
+    const refused = await postJson(box, '/prompt', { prompt: missing });
+    expect(refused.status).toBe(400);
+    expect(refused.body.node_errors['4'].errors[0]).toMatchObject({ type: 'value_not_in_list', details: "ckpt_name: 'my-own-finetune.safetensors' not in [\"v1-5-pruned-emaonly-fp16.safetensors\"]" });
+    expect(await getJson(box, '/models/checkpoints')).toEqual(['v1-5-pruned-emaonly-fp16.safetensors']);
+
     const g = clone(DEFAULT_API);
-    g['4']!.inputs.ckpt_name = 'my-own-finetune.safetensors';
     g['3']!.inputs.steps = '3'; // ComfyUI converts with int()
     g['10'] = { class_type: 'SaveImage', inputs: { images: ['99', 0], filename_prefix: 'broken' } };
     const r = await postJson(box, '/prompt', { prompt: g });
