@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --json <file>] [--rounds N] [--only transfers,latency,lifecycle,memory]`
+ * `npm run bench [-- --json <file>] [--rounds N] [--only transfers,latency,lifecycle,memory,models]`
  *
  * Measures the real supervisor, started by the built CLI with the `ssh` provider against OpenSSH
  * sshd on loopback, side by side with OpenSSH `ssh -N -L` and a direct connection, interleaving
@@ -26,10 +26,11 @@ import { DIRECT, OPENSSH_DEFAULT, OPENSSH_OUR_CIPHER, OURS, OURS_GUARD_OFF, type
 import { measureLatency } from './sections/latency.js';
 import { measureFaults, measureOpen, measureStartToUp } from './sections/lifecycle.js';
 import { measureMcp } from './sections/mcp.js';
+import { measureModelPrep } from './sections/models.js';
 import { measureMemory } from './sections/memory.js';
 import { measureTransfers, WARM_UP_BYTES } from './sections/transfer.js';
 
-const SECTIONS = ['transfers', 'latency', 'lifecycle', 'memory'] as const;
+const SECTIONS = ['transfers', 'latency', 'lifecycle', 'memory', 'models'] as const;
 const { values: args } = parseArgs({
   options: {
     json: { type: 'string' },
@@ -148,6 +149,8 @@ async function main(): Promise<void> {
       await measureStartToUp(report, vai, box.local_port, rounds);
       await measureFaults(report, vai, sshd, box.instance_id, box.local_port, 3, [2, 4, 8, 16, 40]);
     }
+
+    if (only.has('models')) await measureModelPrep(report, vai, tmp, rounds);
 
     if (only.has('memory')) {
       const farm: SshdHandle[] = [];

@@ -164,6 +164,27 @@ describe('models and node packs on local boxes', () => {
     expect((await sb.json<ModelsView>(['models', box!.instance_id, '--json'])).folders.vae).toEqual([name]);
   });
 
+  it('the ready deadline waits while a download moves: a box whose model takes longer than ready_timeout_s still becomes ready', async () => {
+    const slow = await startModelServer({ rateBytesPerS: 400_000 });
+    try {
+      const name = 'slow.safetensors';
+      slow.files.set(name, { size: 3 * MiB }); // about 8 s at 400 KB/s, past ready_timeout_s = 5
+      const cfg = sb.writeFile('slow.json', { provider: 'local', instance_config: { ready_timeout_s: 5, models: [{ url: slow.url(name), dir: 'checkpoints' }] } });
+      const t0 = Date.now();
+      const r = await sb.cli(['create', cfg, '--json'], { timeoutMs: 60_000 });
+      const took = Date.now() - t0;
+      expect(r.code, r.stderr).toBe(0);
+      const [box] = JSON.parse(r.stdout) as InstanceView[];
+      expect(box!.status).toBe('ready');
+      expect(took).toBeGreaterThan(6_000);
+      expect(r.stderr).toMatch(/downloading checkpoints\/slow\.safetensors: [\d.]+ of 3\.1 MB, [\d.]+ MB\/s/);
+      expect(r.stderr).toContain('ready_timeout_s waits while this moves');
+      console.log(`a 3 MiB model at 400 KB/s with ready_timeout_s = 5: ready after ${took} ms`);
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('prepare_instance over MCP answers at once with a job that get_job follows to the end', async () => {
     const name = 'mcp-upscaler.pth';
     server.files.set(name, { size: 2 * MiB });
