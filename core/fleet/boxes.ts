@@ -163,8 +163,7 @@ export class Boxes {
   }
 
   ctx(env: RequestEnv): ProviderContext {
-    addSecret(env.VAST_API_KEY);
-    addSecret(env.VAI_SSH_PASSPHRASE);
+    for (const secret of [env.VAST_API_KEY, env.VAI_SSH_PASSPHRASE, env.HF_TOKEN, env.CIVITAI_TOKEN]) addSecret(secret);
     return { env, settings: this.settings(env), log: this.log };
   }
 

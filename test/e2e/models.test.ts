@@ -5,9 +5,12 @@
  * after a cut); a model with no URL is refused before anything is queued; a token goes only to its
  * host and into no log; a node pack from a (stand-in) Comfy registry is installed and loaded by a
  * restart; `create` with `models` is ready only once the box has them; prepare_instance over MCP.
+ * And an `ssh` box (a real sshd; the box's own curl fetches): the token, a checksum refused.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -16,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InstanceView, JobView, ModelsView } from '../../core/api/api.js';
 import { makeSandbox, ROOT, type Sandbox } from '../helpers/cli.js';
 import { makeNodePackRepo, startModelServer, type ModelServer } from '../helpers/model-server.js';
+import { freePort, startSshd, type SshdHandle } from '../helpers/sshd.js';
 
 const MiB = 1024 * 1024;
 const EXAMPLES = path.join(ROOT, 'examples');
@@ -204,5 +208,81 @@ describe('models and node packs on local boxes', () => {
     } finally {
       await transport.close();
     }
+  });
+});
+
+/** A ComfyUI stand-in on the `ssh` box: its model lists are what its comfy_dir holds on disk. */
+async function fakeComfy(comfyDir: string): Promise<{ port: number; close(): Promise<void> }> {
+  const port = await freePort();
+  const server = http.createServer((req, res) => {
+    const p = (req.url ?? '/').replace(/^\/api(?=\/)/, '').split('?')[0]!;
+    const json = (v: unknown, status = 200) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(v));
+    if (p === '/system_stats') return json({ system: { comfyui_version: 'fake' } });
+    if (p === '/object_info') return json({});
+    if (p === '/models') return json(['checkpoints', 'loras']);
+    const m = /^\/models\/([a-z_]+)$/.exec(p);
+    if (m && ['checkpoints', 'loras'].includes(m[1]!)) {
+      const dir = path.join(comfyDir, 'models', m[1]!);
+      return json(existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith('.')) : []);
+    }
+    json({ error: 'not found' }, 404);
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+  return { port, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+describe('models on an ssh box (real sshd; the box\'s own curl fetches them)', () => {
+  let sb: Sandbox;
+  let sshd: SshdHandle;
+  let server: ModelServer;
+  let comfy: { port: number; close(): Promise<void> };
+  let comfyDir: string;
+  let id: string;
+
+  beforeAll(async () => {
+    sb = makeSandbox();
+    sshd = await startSshd();
+    server = await startModelServer();
+    comfyDir = mkdtempSync(path.join(os.tmpdir(), 'vai-ssh-comfy-'));
+    comfy = await fakeComfy(comfyDir);
+    const cfg = sb.writeFile('ssh-box.json', { provider: 'ssh', instance_config: { ssh_host: sshd.host, ssh_port: sshd.port, ssh_user: sshd.user, ssh_key_path: sshd.userKeyPath, remote_port: comfy.port, comfy_dir: comfyDir } });
+    const [box] = await sb.json<InstanceView[]>(['create', cfg, '--json']);
+    expect(box!.status).toBe('ready');
+    id = box!.instance_id;
+  });
+  afterAll(async () => {
+    await sb?.cleanup();
+    await comfy?.close();
+    await server?.close();
+    await sshd?.stop();
+    rmSync(comfyDir, { recursive: true, force: true });
+  });
+
+  it('downloads on the box with a token that goes to its host only and is in no log or file', async () => {
+    const name = 'ssh-gated.safetensors';
+    const secret = 'hf_sshBoxSecret4242424242';
+    server.files.set(name, { size: 5 * MiB });
+    const cfg = sb.writeFile('ssh-gated.json', { instance_config: { models: [{ url: server.redirectUrl(name, 'localhost'), dir: 'checkpoints', name, sha256: server.sha256(name) }] } });
+    const r = await sb.cli(['prepare', id, cfg], { env: { HF_TOKEN: secret, VAI_TOKEN_HOSTS_FOR_TESTS: `HF_TOKEN=127.0.0.1:${server.port}` }, timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`${id} needs 1 model file (checkpoints/${name})`);
+    expect(sha256File(path.join(comfyDir, 'models', 'checkpoints', name))).toBe(server.sha256(name));
+    expect(server.seen.find((q) => q.path.startsWith('/redirect/'))?.authorization).toBe(`Bearer ${secret}`);
+    expect(server.fileRequests(name).at(-1)).toMatchObject({ host: `localhost:${server.port}`, authorization: undefined });
+    expect((await sb.json<ModelsView>(['models', id, '--json'])).folders.checkpoints).toEqual([name]);
+    expect(readFileSync(path.join(sb.home, 'supervisor.log'), 'utf8')).not.toContain(secret);
+    for (const f of readdirSync(comfyDir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile())) {
+      expect(readFileSync(path.join(f.parentPath, f.name)).includes(secret), f.name).toBe(false);
+    }
+  });
+
+  it('refuses a file whose sha256 does not match and leaves no partial file', async () => {
+    const name = 'ssh-wrong.safetensors';
+    server.files.set(name, { size: 1 * MiB });
+    const cfg = sb.writeFile('ssh-wrong.json', { instance_config: { models: [{ url: server.url(name), dir: 'loras', sha256: '0'.repeat(64) }] } });
+    const r = await sb.cli(['prepare', id, cfg], { timeoutMs: 60_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/sha256 mismatch: expected 0{64}, got [0-9a-f]{64}; the partial file was removed/);
+    expect(readdirSync(path.join(comfyDir, 'models', 'loras'))).toEqual([]);
   });
 });

@@ -134,6 +134,11 @@ export class ShellInstaller implements BoxInstaller {
     if (signal.aborted) throw signal.reason;
     if (r.code === 0) return;
     const why = lastError(r.stderr);
+    if (r.code === 33) {
+      // The server will not resume: start the file again from its first byte.
+      await this.shell(`rm -f ${shQuote(`${dir}/.${t.name}.vai-part`)}`, { signal });
+      throw new DownloadError(`the server of ${t.name} does not resume downloads; starting again`, true);
+    }
     if (r.code === 28) throw new DownloadError(`the download of ${t.name} stalled (no data for ${STALL_MS / 1000} s): ${why}`, false, true);
     throw new DownloadError(`downloading ${t.name} from ${redactUrl(t.url)} failed on the box: ${why}`, r.code === null || RETRYABLE_CURL.has(r.code));
   }
