@@ -28,7 +28,7 @@ import { measureFaults, measureOpen, measureStartToUp } from './sections/lifecyc
 import { measureMcp } from './sections/mcp.js';
 import { measureModelPrep } from './sections/models.js';
 import { measureMemory } from './sections/memory.js';
-import { measureTransfers, WARM_UP_BYTES } from './sections/transfer.js';
+import { measureGuardCost, measureTransfers, WARM_UP_BYTES } from './sections/transfer.js';
 
 const SECTIONS = ['transfers', 'latency', 'lifecycle', 'memory', 'models'] as const;
 const { values: args } = parseArgs({
@@ -52,6 +52,8 @@ for (const s of only) if (!(SECTIONS as readonly string[]).includes(s)) throw ne
 /** Hosts for the many-tunnel runs: 127.0.1.1 ... 127.0.1.N, 16 per sshd (OpenSSH's limit of listen addresses). */
 const MANY = 200;
 const PER_SSHD = 16;
+/** Pairs of guard-on / guard-off transfers per direction for the guard's cost. */
+const GUARD_PAIRS = 8;
 
 function startOriginProcess(): Promise<{ port: number; child: ChildProcess }> {
   return new Promise((resolve, reject) => {
@@ -140,6 +142,7 @@ async function main(): Promise<void> {
           const warmUpFile = path.join(tmp, 'warm-up.bin');
           writeFileSync(warmUpFile, buf.subarray(0, WARM_UP_BYTES));
           await measureTransfers(report, contenders, rounds, file, warmUpFile);
+          await measureGuardCost(report, contenders.find((c) => c.name === OURS)!, contenders.find((c) => c.name === OURS_GUARD_OFF)!, GUARD_PAIRS, file, warmUpFile);
         }
         if (only.has('latency')) await measureLatency(report, contenders, rounds, 200, 400);
       } finally {

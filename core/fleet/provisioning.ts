@@ -1,8 +1,9 @@
 /**
  * Provisioning: one watch per box that is coming up, from asked-for to ready: the provider's
  * status until it runs with an SSH endpoint, then the tunnel, then (unless `check_comfy: false`)
- * ComfyUI answering `GET /api/system_stats` through it. The ready deadline is kept by the
- * deadlines manager, not here, so it holds also while this waits.
+ * ComfyUI answering `GET /api/system_stats` through it, then (when the config names any) the
+ * models and node packs put on the box. The ready deadline is kept by the deadlines manager, not
+ * here, so it holds also while this waits.
  */
 import { checkComfy } from '../comfy/client.js';
 import { describePlan, isEmptyPlan } from '../comfy/provision/preparer.js';
