@@ -2,14 +2,13 @@
  * Getting a box ready for a workflow, as the fleet does it: the box's ComfyUI through its tunnel
  * says what it has, its provider's installer (over the box's SSH link, or into a simulated box's
  * tree) puts the rest there, and use of the box is reported to the idle watch meanwhile. The plan
- * and the work themselves are in comfy/provision/.
+ * and the work themselves are in comfy/provision/, loaded on first use (a supervisor that never
+ * prepares a box does not carry them).
  */
 import type { ModelEntry } from '../config/config.js';
 import type { RequestEnv } from '../config/settings.js';
 import { checkComfy, ComfyClient } from '../comfy/client.js';
-import { boxContents } from '../comfy/provision/contents.js';
-import { needsOf } from '../comfy/provision/needs.js';
-import { carryOut, planFor, type Plan, type PrepareResult } from '../comfy/provision/preparer.js';
+import type { Plan, PrepareResult } from '../comfy/provision/plan.js';
 import { loadWorkflowFile } from '../comfy/workflow/prepare.js';
 import { badInput, failure } from '../lib/errors.js';
 import type { TunnelManager } from '../tunnels/manager.js';
@@ -50,15 +49,16 @@ export class Preparing {
   /** What the box lacks for the spec. Bad input (a model without a URL) throws here, before any work. */
   async plan(id: string, spec: PrepareSpec): Promise<Plan> {
     const workflow = spec.workflow_file ? loadWorkflowFile(spec.workflow_file) : undefined;
-    const needs = needsOf(workflow, spec);
-    return planFor(needs, await boxContents(this.client(id)));
+    const [{ needsOf }, { planFor }, { boxContents }] = await Promise.all([import('../comfy/provision/needs.js'), import('../comfy/provision/preparer.js'), import('../comfy/provision/contents.js')]);
+    return planFor(needsOf(workflow, spec), await boxContents(this.client(id)));
   }
 
   async carryOut(id: string, plan: Plan, env: RequestEnv, progress: (message: string) => void, signal: AbortSignal): Promise<PrepareResult> {
     const rec = this.boxes.record(id);
     const provider = this.boxes.provider(rec.provider);
     if (!provider.installer) throw badInput(`vai-mcp cannot put models or node packs on "${rec.provider}" boxes.`);
-    const installer = provider.installer(rec, this.boxes.ctx(env), this.tunnels.shell(id, env));
+    const installer = await provider.installer(rec, this.boxes.ctx(env), this.tunnels.shell(id, env));
+    const { carryOut } = await import('../comfy/provision/preparer.js');
     return carryOut(plan, {
       instanceId: id,
       client: this.client(id),
@@ -89,6 +89,7 @@ export class Preparing {
 
   /** What the box has, per folder (`vai-mcp-cli models`). */
   async models(id: string): Promise<Record<string, string[]>> {
+    const { boxContents } = await import('../comfy/provision/contents.js');
     const contents = await boxContents(this.client(id));
     const out: Record<string, string[]> = {};
     for (const [folder, files] of [...contents.folders].sort(([a], [b]) => a.localeCompare(b))) out[folder] = [...files].sort();

@@ -6,7 +6,7 @@
  * here, so it holds also while this waits.
  */
 import { checkComfy } from '../comfy/client.js';
-import { describePlan, isEmptyPlan } from '../comfy/provision/preparer.js';
+import { describePlan, isEmptyPlan } from '../comfy/provision/plan.js';
 import { isoAt } from '../lib/clock.js';
 import { toVaiError } from '../lib/errors.js';
 import { nowIso } from '../lib/timers.js';

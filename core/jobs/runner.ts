@@ -20,7 +20,7 @@ import { nowIso, sleep } from '../lib/timers.js';
 import { isJobDone, type JobStatus } from '../model/job.js';
 import type { Collection, JobRecord } from '../store/store.js';
 import type { RequestEnv } from '../config/settings.js';
-import { describePlan, isEmptyPlan, type Plan, type PrepareResult } from '../comfy/provision/preparer.js';
+import { describePlan, isEmptyPlan, type Plan, type PrepareResult } from '../comfy/provision/plan.js';
 import type { PrepareSpec } from '../fleet/preparing.js';
 import { extractOutputs } from './extract.js';
 import { LiveJobs, waitForJobEnd, type LiveJob } from './live.js';

@@ -13,7 +13,6 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { ParsedKey } from 'ssh2';
 import { ensureKeyPair, SimulatedBox } from '../simulator/box.js';
-import { SimInstaller } from '../simulator/installer.js';
 import type { BoxInstaller } from '../comfy/provision/installer.js';
 import type { Config } from '../config/config.js';
 import { homeWriteError } from '../lib/errors.js';
@@ -73,8 +72,9 @@ export class LocalProvider implements Provider {
   }
 
   /** A simulated box has no shell: the supervisor writes into its tree, and restarts its app. */
-  installer(rec: InstanceRecord): BoxInstaller {
+  async installer(rec: InstanceRecord): Promise<BoxInstaller> {
     const id = rec.instance_id;
+    const { SimInstaller } = await import('../simulator/installer.js'); // loaded on first use, like the app
     return new SimInstaller(this.comfyDir(id), async () => {
       const box = this.boxes.get(id);
       if (!box) throw new Error(`${id} is not running`);

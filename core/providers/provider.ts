@@ -128,7 +128,7 @@ export interface Provider {
    * How models and node packs get onto its boxes: a shell-based installer over `shell` (the box's
    * SSH link) where the box has a shell. Throws bad input when the box's layout is not known.
    */
-  installer?(rec: InstanceRecord, ctx: ProviderContext, shell: Shell): BoxInstaller;
+  installer?(rec: InstanceRecord, ctx: ProviderContext, shell: Shell): Promise<BoxInstaller>;
   /** Stops background work when the supervisor exits (records stay). */
   shutdown?(): Promise<void>;
 }

@@ -60,7 +60,7 @@ export class SshProvider implements Provider {
   }
 
   /** A machine of yours: where ComfyUI lives and how it restarts are yours to say. */
-  installer(rec: InstanceRecord, _ctx: ProviderContext, shell: Shell): BoxInstaller {
+  async installer(rec: InstanceRecord, _ctx: ProviderContext, shell: Shell): Promise<BoxInstaller> {
     const ic = rec.config.instance_config;
     if (!ic.comfy_dir) {
       throw badInput(`${rec.instance_id} is an "ssh" box, and vai-mcp does not know where its ComfyUI is.`,

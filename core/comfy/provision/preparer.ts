@@ -9,16 +9,10 @@ import { badInput, failure } from '../../lib/errors.js';
 import type { ComfyClient } from '../client.js';
 import { boxContents, hasModel, type BoxContents } from './contents.js';
 import { DownloadError, type BoxInstaller, type TransferProgress } from './installer.js';
-import { describePack, type ModelNeed, type Needs, type PackNeed } from './needs.js';
+import { describePack, type Needs } from './needs.js';
+import { count, type Plan, type PrepareResult } from './plan.js';
 import { resolvePack } from './registry.js';
 import { tokenFor } from './tokens.js';
-
-export interface Plan {
-  downloads: (ModelNeed & { url: string; dir: string })[];
-  packs: PackNeed[];
-  /** Files the workflow names that the box already has. */
-  present: number;
-}
 
 /** The target of a preparation: the box's ComfyUI, its installer, and where progress goes. */
 export interface PrepareTarget {
@@ -33,20 +27,10 @@ export interface PrepareTarget {
   activity(): void;
 }
 
-export interface PrepareResult {
-  downloaded: string[];
-  installed: string[];
-  restarted: boolean;
-}
-
 const PARALLEL_DOWNLOADS = 2;
 /** Attempts in a row that move no byte before a download is given up. */
 const MAX_IDLE_ATTEMPTS = 5;
 const MB = 1_000_000;
-
-export function isEmptyPlan(p: Plan): boolean {
-  return p.downloads.length === 0 && p.packs.length === 0;
-}
 
 /** Compares needs with the box; throws bad input naming each model that has no URL or folder. */
 export function planFor(needs: Needs, contents: BoxContents): Plan {
@@ -71,18 +55,6 @@ export function planFor(needs: Needs, contents: BoxContents): Plan {
   const packs = needs.packs.filter((p) => !p.nodeType || !contents.nodeTypes.has(p.nodeType));
   const unique = new Map(packs.map((p) => [describePack(p.source), p]));
   return { downloads, packs: [...unique.values()], present };
-}
-
-/** "3 model files and 1 node pack" style counts. */
-function count(n: number, what: string): string {
-  return `${n} ${what}${n === 1 ? '' : 's'}`;
-}
-
-export function describePlan(p: Plan): string {
-  const parts: string[] = [];
-  if (p.downloads.length) parts.push(`${count(p.downloads.length, 'model file')} (${p.downloads.map((d) => `${d.dir}/${d.name}`).join(', ')})`);
-  if (p.packs.length) parts.push(`${count(p.packs.length, 'node pack')} (${p.packs.map((k) => describePack(k.source)).join(', ')})`);
-  return parts.length ? `needs ${parts.join(' and ')} that the box lacks` : 'has every model and node pack it needs';
 }
 
 function mb(bytes: number): string {

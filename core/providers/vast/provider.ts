@@ -134,7 +134,7 @@ export class VastProvider implements Provider {
    * ${WORKSPACE}/ComfyUI with WORKSPACE=/workspace, runs from the /venv/main venv, and is the
    * Supervisor program `comfyui` (ROOT/opt/supervisor-scripts/comfyui.sh, the image's README).
    */
-  installer(rec: InstanceRecord, _ctx: ProviderContext, shell: Shell): BoxInstaller {
+  async installer(rec: InstanceRecord, _ctx: ProviderContext, shell: Shell): Promise<BoxInstaller> {
     const ic = rec.config.instance_config;
     return new ShellInstaller(shell, { comfyDir: ic.comfy_dir ?? VAST_COMFY_DIR, restart: ic.comfy_restart ?? VAST_COMFY_RESTART });
   }
