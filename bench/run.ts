@@ -130,8 +130,8 @@ async function main(): Promise<void> {
         { name: DIRECT, cipher: '-', port: origin.port },
         { name: OPENSSH_DEFAULT, cipher: await negotiatedCipher(target), port: defaultPort, pid: sshDefault.pid! },
         { name: OPENSSH_OUR_CIPHER, cipher: ourCipher, port: aesPort, pid: sshAes.pid! },
-        { name: OURS, cipher: ourCipher, port: box.local_port, pid },
-        { name: OURS_GUARD_OFF, cipher: ourCipher, port: unguarded.local_port, pid: pidOff },
+        { name: OURS, cipher: ourCipher, port: box.local_port, pid, group: OURS },
+        { name: OURS_GUARD_OFF, cipher: ourCipher, port: unguarded.local_port, pid: pidOff, group: OURS },
       ];
       try {
         if (only.has('transfers')) {

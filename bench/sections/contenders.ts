@@ -12,6 +12,8 @@ export interface Contender {
   port: number;
   /** PID of the process that carries the tunnel (for CPU), none for the direct connection. */
   pid?: number;
+  /** Contenders compared with each other (our tunnel, guard on and off): they run back to back, taking turns at going first. */
+  group?: string;
 }
 
 /** The reference the targets are written against: OpenSSH as users run it (default cipher). */
@@ -22,17 +24,17 @@ export const OURS_GUARD_OFF = 'vai-mcp tunnel, guard off';
 export const DIRECT = 'direct (no tunnel)';
 
 /**
- * The contenders in the order they run in round `r`: rotated round by round, with the ones one
- * process carries (our tunnel with the guard on and off) kept together and taking turns at going
- * first, so that what the process pays after an idle spell does not always fall on the same one.
+ * The contenders in the order they run in round `r`: rotated round by round, with the ones of a
+ * group (our tunnel with the guard on and off) kept together and taking turns at going first, so
+ * that what a supervisor pays after an idle spell does not always fall on the same one.
  */
 export function roundOrder(contenders: readonly Contender[], r: number): Contender[] {
   return processGroups(contenders, r).flat();
 }
 
-/** `roundOrder` grouped by process: each group's members run back to back. */
+/** `roundOrder` grouped: each group's members run back to back. */
 export function processGroups(contenders: readonly Contender[], r: number): Contender[][] {
   const groups = new Map<number | string, Contender[]>();
-  for (const c of contenders) groups.set(c.pid ?? c.name, [...(groups.get(c.pid ?? c.name) ?? []), c]);
+  for (const c of contenders) groups.set(c.group ?? c.pid ?? c.name, [...(groups.get(c.group ?? c.pid ?? c.name) ?? []), c]);
   return rotate([...groups.values()], r).map((g) => rotate(g, r));
 }

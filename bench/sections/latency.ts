@@ -13,8 +13,8 @@ const STALL_MS = 30;
 export async function measureLatency(report: Report, contenders: Contender[], rounds: number, freshPerRound: number, keepAlivePerRound: number): Promise<void> {
   const fresh = new Map(contenders.map((c) => [c.name, [] as number[]]));
   const kept = new Map(contenders.map((c) => [c.name, [] as number[]]));
-  // Contenders carried by one process (our tunnel with the guard on and off) take turns request by
-  // request: a batch that ran first after the others' would pay for that process's idle spell.
+  // A group's contenders (our tunnel with the guard on and off) take turns request by request: a
+  // batch that ran first after the others' would pay for its supervisor's idle spell.
   for (let r = 0; r < rounds; r++) {
     for (const group of processGroups(contenders, r)) {
       for (let i = 0; i < freshPerRound; i++) {
@@ -39,7 +39,7 @@ export async function measureLatency(report: Report, contenders: Contender[], ro
   });
   report.table({
     title: 'Request latency: 1 KiB GETs (ms)',
-    note: `${rounds} interleaved rounds (the guard on and off, one process, taking turns request by request); ${freshPerRound} fresh-connection and ${keepAlivePerRound} keep-alive requests per contender per round. "> 30 ms" is the share of stalled requests.`,
+    note: `${rounds} interleaved rounds (the guard on and off, each in its own supervisor, taking turns request by request); ${freshPerRound} fresh-connection and ${keepAlivePerRound} keep-alive requests per contender per round. "> 30 ms" is the share of stalled requests.`,
     columns: ['contender', 'fresh mean', 'fresh p50', 'fresh p99', 'fresh > 30 ms', 'keep-alive mean', 'keep-alive p50', 'keep-alive p99', 'keep-alive > 30 ms'],
     rows,
   });
