@@ -53,7 +53,7 @@ for (const s of only) if (!(SECTIONS as readonly string[]).includes(s)) throw ne
 const MANY = 200;
 const PER_SSHD = 16;
 /** Pairs of guard-on / guard-off transfers per direction for the guard's cost. */
-const GUARD_PAIRS = 8;
+const GUARD_PAIRS = 24;
 
 function startOriginProcess(): Promise<{ port: number; child: ChildProcess }> {
   return new Promise((resolve, reject) => {

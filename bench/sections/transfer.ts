@@ -103,7 +103,8 @@ export async function measureTransfers(report: Report, contenders: Contender[], 
  * What the guard costs, paired: the same box through the tunnel with the guard on and off (each
  * in its own supervisor), back to back, the order swapped each pair; each pair gives one ratio,
  * and the figure is their median. Pairs cancel the drift of a shared machine that separate
- * medians of a few rounds do not (they moved by ~15% from run to run).
+ * medians of a few rounds do not (they moved by ~15% from run to run); single pairs still spread
+ * by about as much, so there are many of them (a 256 MiB transfer takes well under a second).
  */
 export async function measureGuardCost(report: Report, on: Contender, off: Contender, pairs: number, uploadFile: string, warmUpFile: string): Promise<void> {
   const ratios = { down: [] as number[], up: [] as number[] };
