@@ -126,7 +126,10 @@ export class Provisioning {
     const env = this.boxes.envOf(id);
     const remaining = rec.ready_deadline ? Date.parse(rec.ready_deadline) - this.boxes.clock.now() : undefined;
     let pushedAt = 0;
+    // A destroy meanwhile ends the work (downloads that would run on into a box being removed).
+    const gone = new AbortController();
     const progress = (message: string) => {
+      if (this.boxes.box(id).destroying || !this.boxes.store.instances.has(id)) gone.abort(new Error(`${id} is being destroyed`));
       const now = this.boxes.clock.now();
       const pause = remaining !== undefined && now - pushedAt >= 2000;
       if (pause) pushedAt = now;
@@ -138,10 +141,10 @@ export class Provisioning {
     try {
       const plan = await this.preparing.plan(id, spec);
       progress(`${id} ${describePlan(plan)}`);
-      if (!isEmptyPlan(plan)) await this.preparing.carryOut(id, plan, env, progress, new AbortController().signal);
+      if (!isEmptyPlan(plan)) await this.preparing.carryOut(id, plan, env, progress, gone.signal);
       return true;
     } catch (err) {
-      await this.fail(id, `the box could not be prepared for its config: ${toVaiError(err).message}`);
+      if (!gone.signal.aborted) await this.fail(id, `the box could not be prepared for its config: ${toVaiError(err).message}`);
       return false;
     }
   }

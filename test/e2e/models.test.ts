@@ -17,7 +17,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InstanceView, JobView, ModelsView } from '../../core/api/api.js';
-import { makeSandbox, ROOT, type Sandbox } from '../helpers/cli.js';
+import { makeSandbox, ROOT, waitUntil, type Sandbox } from '../helpers/cli.js';
 import { makeNodePackRepo, startModelServer, type ModelServer } from '../helpers/model-server.js';
 import { freePort, startSshd, type SshdHandle } from '../helpers/sshd.js';
 
@@ -184,6 +184,25 @@ describe('models and node packs on local boxes', () => {
       expect(r.stderr).toMatch(/downloading checkpoints\/slow\.safetensors: [\d.]+ of 3\.1 MB, [\d.]+ MB\/s/);
       expect(r.stderr).toContain('ready_timeout_s waits while this moves');
       console.log(`a 3 MiB model at 400 KB/s with ready_timeout_s = 5: ready after ${took} ms`);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('a box destroyed while its model downloads stops the download and leaves nothing of the box behind', async () => {
+    const slow = await startModelServer({ rateBytesPerS: 300_000 });
+    try {
+      const name = 'abandoned.safetensors';
+      slow.files.set(name, { size: 6 * MiB }); // ~20 s at 300 KB/s
+      const cfg = sb.writeFile('abandoned.json', { provider: 'local', instance_config: { models: [{ url: slow.url(name), dir: 'checkpoints' }] } });
+      const [box] = JSON.parse((await sb.cli(['create', cfg, '--json', '--no-wait'])).stdout) as InstanceView[];
+      const boxId = box!.instance_id;
+      await waitUntil('the download moves', () => slow.bytesSent > 300_000, 15_000, 100);
+      expect((await sb.cli(['destroy', boxId, '--yes'])).code).toBe(0);
+      const sentAtDestroy = slow.bytesSent;
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(slow.bytesSent - sentAtDestroy, 'bytes sent after the destroy').toBeLessThan(1.5 * 300_000);
+      expect(existsSync(path.join(sb.home, 'local', boxId)), 'the box folder is gone').toBe(false);
     } finally {
       await slow.close();
     }
