@@ -9,6 +9,7 @@ import type { Clock } from '../lib/clock.js';
 import { badInput, unknownInstance } from '../lib/errors.js';
 import { addSecret, type Logger } from '../lib/log.js';
 import { Mutex } from '../lib/mutex.js';
+import { Slots } from '../lib/slots.js';
 import type { ProviderName } from '../model/provider.js';
 import type { Provider, ProviderContext } from '../providers/provider.js';
 import type { InstanceRecord, StateStore } from '../store/store.js';
@@ -37,6 +38,8 @@ export class Box {
   moneyRetryAt = 0;
   /** Why the last money action on it failed, shown until one succeeds. */
   moneyError: string | undefined;
+  /** Model downloads onto it, shared by every preparation of it. */
+  readonly downloads = new Slots(2);
   constructor(readonly id: string) {}
 }
 

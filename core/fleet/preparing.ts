@@ -66,6 +66,7 @@ export class Preparing {
       env,
       progress,
       activity: () => this.used(id),
+      downloadSlots: this.boxes.box(id).downloads,
       waitForComfy: (s) => this.waitForComfy(id, s),
     }, signal);
   }

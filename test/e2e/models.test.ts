@@ -208,6 +208,24 @@ describe('models and node packs on local boxes', () => {
     }
   });
 
+  it('two preparations of one box at once share its 2 download slots', async () => {
+    const slow = await startModelServer({ rateBytesPerS: 1_000_000 });
+    try {
+      const lists = [0, 1].map((k) => [0, 1].map((j) => {
+        const name = `slot-${k}-${j}.safetensors`;
+        slow.files.set(name, { size: 1 * MiB });
+        return { url: slow.url(name), dir: 'loras' };
+      }));
+      const runs = lists.map((models, k) => sb.cli(['prepare', id, sb.writeFile(`slots-${k}.json`, { instance_config: { models } })], { timeoutMs: 60_000 }));
+      for (const r of await Promise.all(runs)) expect(r.code, r.stderr).toBe(0);
+      expect(slow.fileRequests('slot-0-0.safetensors').length + slow.fileRequests('slot-1-1.safetensors').length).toBe(2);
+      expect(slow.maxActive, 'downloads at once on the box').toBe(2);
+      expect((await sb.json<ModelsView>(['models', id, '--json'])).folders.loras).toEqual(expect.arrayContaining(['slot-0-0.safetensors', 'slot-0-1.safetensors', 'slot-1-0.safetensors', 'slot-1-1.safetensors']));
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('prepare_instance over MCP answers at once with a job that get_job follows to the end', async () => {
     const name = 'mcp-upscaler.pth';
     server.files.set(name, { size: 2 * MiB });

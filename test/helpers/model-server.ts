@@ -41,6 +41,9 @@ export class ModelServer {
   readonly registry = new Map<string, string>();
   /** Bytes of file bodies sent in all. */
   bytesSent = 0;
+  /** File bodies being sent now, and the most at once so far. */
+  active = 0;
+  maxActive = 0;
   private readonly sockets = new Set<net.Socket>();
 
   constructor(
@@ -110,7 +113,7 @@ async function sendFile(res: http.ServerResponse, name: string, file: ServedFile
     sent += piece.length;
     srv.bytesSent += piece.length;
     offset = end;
-    if (rate) {
+    if (rate && offset < file.size) {
       const ahead = (sent / rate) * 1000 - (Date.now() - started);
       if (ahead > 5) await new Promise((r) => setTimeout(r, ahead));
     }
@@ -129,7 +132,10 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<M
     srv.seen.push({ path: url.pathname, host: req.headers.host, range: req.headers.range, authorization: req.headers.authorization });
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     if (parts[0] === 'files' && parts.length === 2 && srv.files.has(parts[1]!)) {
-      void sendFile(res, parts[1]!, srv.files.get(parts[1]!)!, req.headers.range, srv, opts.rateBytesPerS).catch(() => res.destroy());
+      srv.maxActive = Math.max(srv.maxActive, ++srv.active);
+      void sendFile(res, parts[1]!, srv.files.get(parts[1]!)!, req.headers.range, srv, opts.rateBytesPerS)
+        .catch(() => res.destroy())
+        .finally(() => srv.active--);
       return;
     }
     if (parts[0] === 'redirect' && parts.length === 3) {

@@ -1,7 +1,7 @@
 /**
  * Making a box ready for a workflow: what it needs (needs.ts) against what it has (contents.ts)
- * gives a plan; carrying it out downloads the missing models (at most 2 at once, each resumed
- * after a cut), installs the missing node packs, restarts ComfyUI when packs were added, and
+ * gives a plan; carrying it out downloads the missing models (at most 2 at once per box, each
+ * resumed after a cut), installs the missing node packs, restarts ComfyUI when packs were added, and
  * checks the box again. A model named without a URL anywhere is bad input before anything moves.
  */
 import type { RequestEnv } from '../../config/settings.js';
@@ -13,6 +13,7 @@ import { describePack, type Needs } from './needs.js';
 import { count, type Plan, type PrepareResult } from './plan.js';
 import { resolvePack } from './registry.js';
 import { tokenFor } from './tokens.js';
+import type { Slots } from '../../lib/slots.js';
 
 /** The target of a preparation: the box's ComfyUI, its installer, and where progress goes. */
 export interface PrepareTarget {
@@ -25,9 +26,10 @@ export interface PrepareTarget {
   progress(message: string): void;
   /** Bytes moved or work done: the box is in use, and a waiting deadline pauses. */
   activity(): void;
+  /** The box's download slots, shared by every preparation of it (at most 2 downloads at once). */
+  downloadSlots: Slots;
 }
 
-const PARALLEL_DOWNLOADS = 2;
 /** Attempts in a row that move no byte before a download is given up. */
 const MAX_IDLE_ATTEMPTS = 5;
 const MB = 1_000_000;
@@ -96,26 +98,22 @@ async function downloadOne(t: PrepareTarget, d: Plan['downloads'][number], signa
   }
 }
 
-/** Runs `work` over `items`, at most `limit` at once; the first failure ends the rest. */
-async function inParallel<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await work(items[next++]!);
-  }));
-}
-
 export async function carryOut(plan: Plan, t: PrepareTarget, signal: AbortSignal): Promise<PrepareResult> {
   const result: PrepareResult = { downloaded: [], installed: [], restarted: false };
   const inner = new AbortController();
   const both = AbortSignal.any([signal, inner.signal]);
   try {
-    await inParallel(plan.downloads, PARALLEL_DOWNLOADS, async (d) => {
+    // Every file asks for a slot of the box; the first failure ends the rest, queued ones too.
+    await Promise.all(plan.downloads.map((d) => t.downloadSlots.run(async () => {
+      if (both.aborted) return;
       await downloadOne(t, d, both);
       result.downloaded.push(`${d.dir}/${d.name}`);
-    });
+    }).catch((err: unknown) => {
+      inner.abort(err);
+      throw err;
+    })));
   } catch (err) {
-    inner.abort(err);
-    throw err;
+    throw signal.aborted ? signal.reason : err;
   }
   for (const p of plan.packs) {
     const pack = await resolvePack(p.source, t.env, signal);
