@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DownloadError, STALL_MS, type Transfer, type TransferProgress } from './installer.js';
-import { redactUrl } from './shell-installer.js';
+import { redactUrl } from './tokens.js';
 
 const MAX_REDIRECTS = 10;
 

@@ -7,6 +7,7 @@
 import { DownloadError, STALL_MS, type BoxInstaller, type Transfer, type TransferProgress } from './installer.js';
 import type { ResolvedPack } from './registry.js';
 import type { Shell } from '../../model/shell.js';
+import { redactUrl } from './tokens.js';
 
 export interface ComfyLayout {
   comfyDir: string;
@@ -28,8 +29,8 @@ function curlQuoted(s: string): string {
  * Downloads $url (from curl's config on stdin) into $dir/.$name.vai-part, resuming it, then
  * checks $sum and renames it to $dir/$name. A background loop reports the part's size each
  * second, with the last Content-Length / Content-Range seen (its sleep holds no output open, so
-the command ends the moment curl does). curl >= 7.83.1 is needed with a
- * token: older ones could pass an Authorization header on to a redirect's other host or port.
+ * the command ends the moment curl does). curl >= 7.83.1 is needed with a token: older ones could
+ * pass an Authorization header on to a redirect's other host or port.
  */
 const DOWNLOAD_SCRIPT = String.raw`set -u
 dir=$1; name=$2; sum=$3; authed=$4
@@ -163,15 +164,5 @@ export class ShellInstaller implements BoxInstaller {
     if (!cmd) throw new Error('no way to restart ComfyUI on this box is known: set instance_config.comfy_restart');
     const r = await this.shell(`sh -c ${shQuote(cmd)}`, { signal });
     if (r.code !== 0) throw new Error(`restarting ComfyUI with \`${cmd}\` failed (exit ${r.code}): ${lastError(r.stderr)}`);
-  }
-}
-
-/** A URL as messages show it: no query (Civitai and signed CDN URLs carry secrets there). */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
-  } catch {
-    return '(a URL)';
   }
 }

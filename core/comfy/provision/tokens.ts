@@ -49,3 +49,13 @@ export function tokenFor(url: string, env: RequestEnv): DownloadToken | undefine
   }
   return undefined;
 }
+
+/** A URL as messages show it: no query (Civitai and signed CDN URLs carry secrets there). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
+  } catch {
+    return '(a URL)';
+  }
+}
