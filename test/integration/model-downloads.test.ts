@@ -102,6 +102,14 @@ describe('downloads on a box over its SSH link (real sshd, the box\'s curl)', ()
     expect(sha256File(path.join(comfyDir, 'models', 'loras', name))).toBe(server.sha256(name));
   });
 
+  it('puts a file a workflow names with a subfolder into that subfolder', async () => {
+    const name = 'sd15/sub.safetensors';
+    server.files.set(name, { size: 1 * MiB });
+    await installer.download({ name, dir: 'checkpoints', url: server.url(name) }, () => {}, signal);
+    expect(sha256File(path.join(comfyDir, 'models', 'checkpoints', 'sd15', 'sub.safetensors'))).toBe(server.sha256(name));
+    expect(readdirSync(path.join(comfyDir, 'models', 'checkpoints', 'sd15'))).toEqual(['sub.safetensors']);
+  });
+
   it('sends a token to its own host only, never to the host a redirect names, and leaves it nowhere on the box', async () => {
     const name = 'gated.safetensors';
     const secret = 'hf_vaiTestToken0123456789';

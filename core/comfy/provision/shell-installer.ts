@@ -34,7 +34,7 @@ function curlQuoted(s: string): string {
  */
 const DOWNLOAD_SCRIPT = String.raw`set -u
 dir=$1; name=$2; sum=$3; authed=$4
-final="$dir/$name"; part="$dir/.$name.vai-part"; hdr="$dir/.$name.vai-headers"
+final="$dir/$name"; part="$(dirname "$final")/.$(basename "$final").vai-part"; hdr="$(dirname "$final")/.$(basename "$final").vai-headers"
 command -v curl >/dev/null 2>&1 || { echo "vai-error the box has no curl; install it (apt-get install -y curl)" >&2; exit 90; }
 if [ "$authed" = 1 ]; then
   v=$(curl --version | head -n1 | cut -d' ' -f2)
@@ -87,6 +87,12 @@ fi
 echo "vai-installed"
 `;
 
+/** The hidden partial file beside a file on the box (a name may carry a subfolder: `sd15/x.safetensors`). */
+function partOf(final: string): string {
+  const slash = final.lastIndexOf('/');
+  return `${final.slice(0, slash)}/.${final.slice(slash + 1)}.vai-part`;
+}
+
 /** curl's exit codes that a resumed attempt can get past (connection cut, reset, empty answer). */
 const RETRYABLE_CURL = new Set([7, 16, 18, 52, 55, 56, 92]);
 
@@ -137,7 +143,7 @@ export class ShellInstaller implements BoxInstaller {
     const why = lastError(r.stderr);
     if (r.code === 33) {
       // The server will not resume: start the file again from its first byte.
-      await this.shell(`rm -f ${shQuote(`${dir}/.${t.name}.vai-part`)}`, { signal });
+      await this.shell(`rm -f ${shQuote(partOf(`${dir}/${t.name}`))}`, { signal });
       throw new DownloadError(`the server of ${t.name} does not resume downloads; starting again`, true);
     }
     if (r.code === 28) throw new DownloadError(`the download of ${t.name} stalled (no data for ${STALL_MS / 1000} s): ${why}`, false, true);
