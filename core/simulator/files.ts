@@ -1,9 +1,8 @@
 /**
  * One simulated box's files, in memory: `input` (uploads, read by LoadImage), `output` (SaveImage)
  * and `temp` (PreviewImage), like ComfyUI's three folders; its models and node packs are on disk
- * (shelf.ts). Outputs are capped: past the cap the
- * oldest outputs go, so a long demo cannot eat the machine. Inputs are never dropped silently;
- * an upload past their cap is refused instead.
+ * (shelf.ts). Outputs are capped: past the cap the oldest outputs go, so a long demo cannot eat
+ * the machine. Inputs are never dropped silently; an upload past their cap is refused instead.
  */
 import { joinRel } from './paths.js';
 import { ModelShelf } from './shelf.js';
