@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --json <file>] [--rounds N] [--only transfers,latency,lifecycle,memory,models]`
+ * `npm run bench [-- --json <file>] [--rounds N] [--only transfers,latency,lifecycle,memory,models,apps]`
  *
  * Measures the real supervisor, started by the built CLI with the `ssh` provider against OpenSSH
  * sshd on loopback, side by side with OpenSSH `ssh -N -L` and a direct connection, interleaving
@@ -27,10 +27,11 @@ import { measureLatency } from './sections/latency.js';
 import { measureFaults, measureOpen, measureStartToUp } from './sections/lifecycle.js';
 import { measureMcp } from './sections/mcp.js';
 import { measureModelPrep } from './sections/models.js';
-import { measureMemory } from './sections/memory.js';
+import { measureMemory, sshPrivateOf } from './sections/memory.js';
+import { measureApps } from './sections/apps.js';
 import { measureGuardCost, measureTransfers, WARM_UP_BYTES } from './sections/transfer.js';
 
-const SECTIONS = ['transfers', 'latency', 'lifecycle', 'memory', 'models'] as const;
+const SECTIONS = ['transfers', 'latency', 'lifecycle', 'memory', 'models', 'apps'] as const;
 const { values: args } = parseArgs({
   options: {
     json: { type: 'string' },
@@ -159,7 +160,7 @@ async function main(): Promise<void> {
 
     if (only.has('models')) await measureModelPrep(report, vai, tmp, rounds);
 
-    if (only.has('memory')) {
+    if (only.has('memory') || only.has('apps')) {
       const farm: SshdHandle[] = [];
       cleanups.push(() => Promise.all(farm.map((s) => s.stop())).then(() => undefined));
       const hosts: SshTarget[] = [];
@@ -170,11 +171,21 @@ async function main(): Promise<void> {
         farm.push(s);
         for (const a of addrs) hosts.push({ host: a, port: s.port, user: s.user, keyPath: s.userKeyPath, remotePort: origin.port });
       }
-      const many = new Vai();
-      cleanups.push(() => many.cleanup());
-      const { instanceIds } = await measureMemory(report, many, hosts, [1, 50, MANY]);
-      await measureMcp(report, many, 100);
-      await measureConcurrentOpen(report, many, instanceIds.slice(0, 100));
+      let sshPrivate: number | undefined;
+      if (only.has('memory')) {
+        const many = new Vai();
+        cleanups.push(() => many.cleanup());
+        const { instanceIds, sshPrivateKiB } = await measureMemory(report, many, hosts, [1, 50, MANY]);
+        sshPrivate = sshPrivateKiB;
+        await measureMcp(report, many, 100);
+        await measureConcurrentOpen(report, many, instanceIds.slice(0, 100));
+        await many.cleanup();
+      }
+      if (only.has('apps')) {
+        const appsVai = new Vai();
+        cleanups.push(() => appsVai.cleanup());
+        await measureApps(report, appsVai, hosts, sshPrivate ?? (await sshPrivateOf(hosts[0]!)));
+      }
     }
   } finally {
     await cleanup();

@@ -30,18 +30,26 @@ export function money(dph: number | null | undefined): string {
 }
 
 export function tunnelsTable(tunnels: TunnelView[]): string {
-  const rows = tunnels.map((t) => [
-    t.instance_id,
-    `${t.ssh_host}:${t.ssh_port}`,
-    String(t.local_port),
-    t.state,
-    t.state === 'port_conflict' ? `${t.url} (taken by another program)` : t.url,
-    t.guard === 'off' ? 'off' : `http, ${t.requests_refused} refused`,
-    t.state === 'up' || !t.last_error ? '' : t.last_error,
-  ]);
+  const rows: string[][] = [];
+  for (const t of tunnels) {
+    // One row per app; the guard and the last error are the box's (its main app's).
+    for (const [name, a] of Object.entries(t.apps ?? { comfyui: t })) {
+      const main = a.local_port === t.local_port;
+      rows.push([
+        t.instance_id,
+        name,
+        `${t.ssh_host}:${t.ssh_port}`,
+        String(a.local_port),
+        a.state,
+        a.state === 'port_conflict' ? `${a.url} (taken by another program)` : a.url,
+        !main ? '' : t.guard === 'off' ? 'off' : `http, ${t.requests_refused} refused`,
+        !main || t.state === 'up' || !t.last_error ? '' : t.last_error,
+      ]);
+    }
+  }
   const up = tunnels.filter((t) => t.state === 'up').length;
-  const total = `Total: ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'}, ${up} up`;
-  return `${table(['INSTANCE', 'SSH HOST:PORT', 'LOCAL PORT', 'STATE', 'URL', 'GUARD', 'LAST ERROR'], rows)}\n${total}`;
+  const total = `Total: ${tunnels.length} tunnel${tunnels.length === 1 ? '' : 's'} (${rows.length} app${rows.length === 1 ? '' : 's'}), ${up} up`;
+  return `${table(['INSTANCE', 'APP', 'SSH HOST:PORT', 'LOCAL PORT', 'STATE', 'URL', 'GUARD', 'LAST ERROR'], rows)}\n${total}`;
 }
 
 /** Seconds for people: `45s`, `12m`, `1h05m`. */

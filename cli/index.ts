@@ -15,6 +15,7 @@ import { registerModelCommands } from './commands/models.js';
 import { registerMoneyCommands } from './commands/money.js';
 import { registerOfferCommands } from './commands/offers.js';
 import { registerTunnelCommands } from './commands/tunnels.js';
+import { registerUiCommands } from './commands/ui.js';
 import { registerWorkflowCommands } from './commands/workflows.js';
 import { printError } from './format.js';
 import { readableHelp } from './help.js';
@@ -27,6 +28,7 @@ registerOfferCommands(cli);
 registerTunnelCommands(cli);
 registerWorkflowCommands(cli);
 registerModelCommands(cli);
+registerUiCommands(cli);
 registerDaemonCommands(cli);
 cli.usage(`<command> [options]
 

@@ -33,7 +33,7 @@ export interface MemoryStep {
   ssh: { rss_sum: number; private_sum: number; shared_once: number; real_total: number; private_median: number };
 }
 
-export async function measureMemory(report: Report, vai: Vai, hosts: SshTarget[], steps: number[]): Promise<{ instanceIds: string[] }> {
+export async function measureMemory(report: Report, vai: Vai, hosts: SshTarget[], steps: number[]): Promise<{ instanceIds: string[]; sshPrivateKiB: number }> {
   const results: MemoryStep[] = [];
   const instanceIds: string[] = [];
   const ports: number[] = [];
@@ -103,5 +103,16 @@ export async function measureMemory(report: Report, vai: Vai, hosts: SshTarget[]
     report.target(`supervisor RSS at ${n} tunnels vs real total of ${n} ssh`, `${fmt.x(r)} (${fmt.mib(s.supervisor.rss)} vs ${fmt.mib(s.ssh.real_total)} MiB; RSS-sum ratio ${fmt.x(s.supervisor.rss / s.ssh.rss_sum)})`, `<= ${limit.toFixed(2)}x`, r <= limit);
   }
   report.figures.memory_kib = { steps: results, per_added_tunnel: perTunnel };
-  return { instanceIds };
+  return { instanceIds, sshPrivateKiB: sshPrivate };
+}
+
+/** The private memory of one `ssh -N -L` (a run without the memory section), as that section measures it with 10 at once. */
+export async function sshPrivateOf(host: SshTarget): Promise<number> {
+  const procs = await Promise.all(Array.from({ length: 10 }, async () => openSshL(host, await freePort())));
+  try {
+    await settle(3000);
+    return median(procs.map((p) => memoryOf(p.pid!).private));
+  } finally {
+    await Promise.all(procs.map(stopProcess));
+  }
 }

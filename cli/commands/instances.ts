@@ -1,7 +1,7 @@
 /** `demo`, `create`, `list`, `destroy`: boxes and their lifecycle. */
 import path from 'node:path';
 import type { CAC } from 'cac';
-import type { InstanceView } from '../../core/api/api.js';
+import type { InstanceView, TunnelView } from '../../core/api/api.js';
 import { loadConfigFile, parseConfig, type Config } from '../../core/config/config.js';
 import { badInput, failure, toVaiError } from '../../core/lib/errors.js';
 import { supervisor } from '../client.js';
@@ -38,7 +38,7 @@ export function reportCreated(views: InstanceView[], json: boolean, waited: bool
   if (json) printJson(views);
   else {
     for (const v of views) {
-      if (v.status === 'ready' && v.tunnel) printLine(`${v.instance_id}  ${v.tunnel.url}`);
+      if (v.status === 'ready' && v.tunnel) printLine(`${v.instance_id}  ${v.tunnel.url}${otherApps(v.tunnel)}`);
       else printLine(`${v.instance_id}  ${v.status}${v.status_message ? `: ${v.status_message}` : ''}`);
     }
   }
@@ -167,4 +167,10 @@ export function registerInstanceCommands(cli: CAC): void {
       const failed = results.filter((r) => !r.destroyed);
       if (failed.length) throw failure(`${failed.length} of ${results.length} could not be destroyed.`, 'Retry, and check your provider\'s console.');
     });
+}
+
+/** A box's other apps after its main URL: `  (portal http://localhost:8189)`. */
+function otherApps(t: TunnelView): string {
+  const others = Object.entries(t.apps).filter(([name]) => name !== 'comfyui');
+  return others.length ? `  (${others.map(([name, a]) => `${name} ${a.url}`).join(', ')})` : '';
 }

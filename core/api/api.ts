@@ -50,6 +50,8 @@ export interface WaitParams {
 
 export interface OpenTunnelParams {
   instance_id: string;
+  /** One app of the box (`instance_config.ports`); without it, all of them. `port` moves this one. */
+  app?: string;
   port?: number;
   reset_host_key?: boolean;
 }
@@ -62,7 +64,10 @@ export interface DestroyResult {
 
 export interface StopTunnelResult {
   instance_id: string;
+  /** The main app's port (or the one app's, when one was named). */
   local_port: number;
+  /** Every local port this freed. */
+  ports_freed: number[];
 }
 
 export interface SshKeyReport {
@@ -76,6 +81,12 @@ export interface SshKeyReport {
 export interface SearchResult {
   offers: OfferView[];
   max_price_per_hour: number;
+}
+
+export interface DashboardInfo {
+  /** Open this: it carries the dashboard's token once (the page then keeps it in a cookie). */
+  url: string;
+  port: number;
 }
 
 export interface DaemonStatus {
@@ -203,7 +214,8 @@ export interface VaiApi {
   listInstances(p: Record<string, never>, o?: CallOptions): Promise<InstanceView[]>;
   openTunnel(p: OpenTunnelParams, o?: CallOptions): Promise<TunnelView>;
   listTunnels(p: Record<string, never>, o?: CallOptions): Promise<TunnelView[]>;
-  stopTunnel(p: { instance_id: string }, o?: CallOptions): Promise<StopTunnelResult>;
+  /** Closes all of a box's apps, or the one named (naming `comfyui`, the main one, closes them all). */
+  stopTunnel(p: { instance_id: string; app?: string }, o?: CallOptions): Promise<StopTunnelResult>;
   stopAllTunnels(p: Record<string, never>, o?: CallOptions): Promise<StopTunnelResult[]>;
   destroyInstance(p: { instance_id: string }, o?: CallOptions): Promise<DestroyResult>;
   destroyAll(p: Record<string, never>, o?: CallOptions): Promise<DestroyResult[]>;
@@ -236,6 +248,8 @@ export interface VaiApi {
   setBudget(p: SetBudgetParams, o?: CallOptions): Promise<BudgetView>;
   /** What every result should warn of: 80% of the budget spent, money actions that failed. */
   moneyWarnings(p: Record<string, never>, o?: CallOptions): Promise<string[]>;
+  /** Starts the dashboard (once; it stays while the supervisor runs) and returns its URL with the token. */
+  openDashboard(p: Record<string, never>, o?: CallOptions): Promise<DashboardInfo>;
   status(p: Record<string, never>, o?: CallOptions): Promise<DaemonStatus>;
   /** Ends the supervisor; records stay, the next start restores them (`daemon stop`, handover). */
   shutdown(p: { reason?: string }, o?: CallOptions): Promise<{ ok: true }>;

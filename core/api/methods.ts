@@ -34,6 +34,7 @@ const METHODS = {
   getBudget: true,
   setBudget: true,
   moneyWarnings: true,
+  openDashboard: true,
   status: true,
   shutdown: true,
 } as const satisfies Record<ApiMethod, true>;

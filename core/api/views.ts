@@ -37,7 +37,13 @@ export const TunnelViewSchema = z.object({
   bytes_out: z.number(),
   connections: z.number(),
   guard: z.enum(['http', 'off']).describe('"http": requests from other web pages are refused (403) before they reach the box; "off": not HTTP, bytes pass as they come'),
-  requests_refused: z.number().describe('Requests the guard refused; none of them reached the box'),
+  requests_refused: z.number().describe('Requests the guard refused; none of them reached the box (all its apps)'),
+  apps: z.record(z.string(), z.object({
+    local_port: z.number(),
+    url: z.string(),
+    state: z.enum([...TUNNEL_STATES, 'closed']),
+    remote_port: z.number(),
+  })).describe('Every app of the box by name (instance_config.ports), each with its own local port; "comfyui" is the main one (url above). Traffic and refusals above count them all'),
 });
 export type TunnelView = z.infer<typeof TunnelViewSchema>;
 

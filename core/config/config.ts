@@ -10,6 +10,7 @@ import { badInput } from '../lib/errors.js';
 import { parseJsonText } from '../lib/json.js';
 import { parseAllowList } from '../model/origins.js';
 import { expandHome } from '../lib/paths.js';
+import { APP_NAME, MAIN_APP } from '../model/apps.js';
 import { PROVIDERS, type ProviderName } from '../model/provider.js';
 
 
@@ -72,6 +73,10 @@ export const InstanceConfigSchema = z.strictObject({
   guard: z.enum(['http', 'off']).optional(),
   allowed_origins: allowList('origin').optional(),
   allowed_hosts: allowList('host').optional(),
+  // More apps on the box, each with a local port: name -> remote port, or "portal" (its PORTAL_CONFIG).
+  ports: z.union([z.literal('portal'), z.record(z.string().regex(APP_NAME), z.union([port, z.strictObject({ port, guard: z.enum(['http', 'off']).optional() })]))], {
+    error: '"portal", or an object from app name (a lowercase letter, then letters, digits, "_" or "-") to a port 1-65535 or {"port": P, "guard": "off"}, e.g. {"portal": 11111}',
+  }).optional(),
   // Money guards
   ready_timeout_s: z.number().min(5).default(DEFAULT_READY_TIMEOUT_S),
   max_lifetime_s: z.number().positive().optional(),
@@ -160,6 +165,17 @@ export function parseConfig(raw: unknown, source = 'config', opts: { needProvide
       `${source}: instance_config.ssh_host is required with provider "ssh".`,
       'Name the machine to reach, e.g. "instance_config": {"ssh_host": "gpu.example.org", "ssh_user": "root"}.',
     );
+  }
+  // `ports.comfyui` is the main port: one number for it, wherever it was written.
+  const ports = cfg.instance_config.ports;
+  const main = typeof ports === 'object' ? ports[MAIN_APP] : undefined;
+  if (main !== undefined) {
+    const mainPort = typeof main === 'number' ? main : main.port;
+    const rawPort = (raw as { instance_config?: { remote_port?: unknown } }).instance_config?.remote_port;
+    if (rawPort !== undefined && rawPort !== mainPort) {
+      throw badInput(`${source}: instance_config.remote_port (${String(rawPort)}) and instance_config.ports.comfyui (${mainPort}) disagree.`, 'ComfyUI has one port: keep one of the two.');
+    }
+    cfg.instance_config.remote_port = mainPort;
   }
   return { ...cfg, provider };
 }

@@ -2,7 +2,7 @@
  * Settings: environment > VAI_HOME/settings.json > defaults. The settings file uses the lowercase
  * names of the environment variables (`vai_base_port`, `vai_max_instances`,
  * `vai_max_price_per_hour`, `vai_allowed_origins`, `vai_allowed_hosts`, `vai_budget_usd`,
- * `vai_budget_action`, `vast_url`, `vast_api_key`).
+ * `vai_budget_action`, `vai_ui_port`, `vast_url`, `vast_api_key`).
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
@@ -17,6 +17,8 @@ export const DEFAULT_BASE_PORT = 8188;
 export const DEFAULT_MAX_INSTANCES = 4;
 export const DEFAULT_MAX_PRICE_PER_HOUR = 1.5;
 export const DEFAULT_VAST_URL = 'https://console.vast.ai';
+/** The dashboard's port: this one, or the next free one below it. */
+export const DEFAULT_UI_PORT = 8187;
 
 const SettingsFileSchema = z.strictObject({
   vai_base_port: z.number().int().min(MIN_PORT).max(MAX_PORT).optional(),
@@ -27,6 +29,7 @@ const SettingsFileSchema = z.strictObject({
   vai_allowed_hosts: z.union([z.string(), z.array(z.string())]).optional(),
   vai_budget_usd: z.number().positive().optional(),
   vai_budget_action: z.enum(['stop', 'destroy']).optional(),
+  vai_ui_port: z.number().int().min(MIN_PORT).max(MAX_PORT).optional(),
   vast_url: z.url().optional(),
   vast_api_key: z.string().min(1).optional(),
 });
@@ -46,6 +49,8 @@ export interface Settings {
   /** VAI_BUDGET_USD / VAI_BUDGET_ACTION: the budget to keep when the supervisor has none yet. */
   budgetUsd?: number;
   budgetAction?: 'stop' | 'destroy';
+  /** VAI_UI_PORT: where the dashboard listens (or the next free port below). */
+  uiPort: number;
 }
 
 /**
@@ -86,7 +91,7 @@ function readSettingsFile(file: string): SettingsFile {
   const parsed = SettingsFileSchema.safeParse(parseJsonText(text, file));
   if (!parsed.success) {
     throw badInput(`Settings file ${file} is not valid:\n${formatIssues(parsed.error.issues)}`,
-      'Known keys: vai_base_port, vai_max_instances, vai_max_price_per_hour, vai_allowed_origins, vai_allowed_hosts, vai_budget_usd, vai_budget_action, vast_url, vast_api_key.');
+      'Known keys: vai_base_port, vai_max_instances, vai_max_price_per_hour, vai_allowed_origins, vai_allowed_hosts, vai_budget_usd, vai_budget_action, vai_ui_port, vast_url, vast_api_key.');
   }
   return parsed.data;
 }
@@ -98,6 +103,7 @@ const ENV_RULES = {
   VAI_MAX_PRICE_PER_HOUR: SettingsFileSchema.shape.vai_max_price_per_hour,
   VAI_BUDGET_USD: SettingsFileSchema.shape.vai_budget_usd,
   VAI_BUDGET_ACTION: SettingsFileSchema.shape.vai_budget_action,
+  VAI_UI_PORT: SettingsFileSchema.shape.vai_ui_port,
   VAST_URL: SettingsFileSchema.shape.vast_url,
 } as const;
 
@@ -140,5 +146,6 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
     allowedHosts: allowListSetting(env, 'VAI_ALLOWED_HOSTS', file.vai_allowed_hosts, path),
     budgetUsd: fromEnv(env, 'VAI_BUDGET_USD') ?? file.vai_budget_usd,
     budgetAction: fromEnv(env, 'VAI_BUDGET_ACTION') ?? file.vai_budget_action,
+    uiPort: fromEnv(env, 'VAI_UI_PORT') ?? file.vai_ui_port ?? DEFAULT_UI_PORT,
   };
 }

@@ -151,8 +151,13 @@ export class Fleet {
   }
 
   /** The boxes known here, then those on provider accounts with a vai-mcp label that are not (orphans). */
+  /** The boxes this supervisor knows, as listed (without asking providers for orphans). */
+  views(): InstanceView[] {
+    return this.boxes.records().map((r) => this.view(r)).sort(byId);
+  }
+
   async list(env: RequestEnv, o: CallOptions = {}): Promise<InstanceView[]> {
-    const views = this.boxes.records().map((r) => this.view(r)).sort(byId);
+    const views = this.views();
     const known = new Set(this.boxes.records().map((r) => r.instance_id));
     for (const provider of this.boxes.providers()) {
       if (!provider.orphans) continue;

@@ -6,6 +6,7 @@
 import type { OpenTunnelParams, StopTunnelResult, TunnelView } from '../api/api.js';
 import type { RequestEnv } from '../config/settings.js';
 import { badInput, failure } from '../lib/errors.js';
+import { MAIN_APP } from '../model/apps.js';
 import { isSettled } from '../model/instance.js';
 import type { TunnelManager } from '../tunnels/manager.js';
 import type { Boxes } from './boxes.js';
@@ -31,8 +32,10 @@ export class TunnelApi {
         agent: `Wait for it: list_instances with instance_ids ["${id}"] and wait_s.`,
       }, 'not_running');
     }
-    const forward = await this.tunnels.ensure(rec, env, { port: p.port, resetHostKey: p.reset_host_key });
-    const state = await forward.waitFor(['up', 'remote_down', 'failed', 'port_conflict', 'stopped'], OPEN_WAIT_MS).catch(() => forward.state);
+    const main = await this.tunnels.ensure(rec, env, { app: p.app, port: p.port, resetHostKey: p.reset_host_key });
+    const forward = (p.app && this.boxes.box(id).tunnel.apps.get(p.app)) || main;
+    const settled = (f: typeof main) => f.waitFor(['up', 'remote_down', 'failed', 'port_conflict', 'stopped'], OPEN_WAIT_MS).catch(() => f.state);
+    const [state] = await Promise.all([settled(forward), ...(p.app ? [] : [...this.boxes.box(id).tunnel.apps.values()].map(settled))]);
     // A registered box that failed (say, a refused key) gets another chance once its tunnel works.
     if (rec.status === 'failed' && state !== 'failed') await this.boxes.update(id, { status: 'running', status_message: 'tunnel re-opened' });
     if (!isSettled(this.boxes.record(id).status)) {
@@ -40,24 +43,34 @@ export class TunnelApi {
       this.provisioning.start(id);
     }
     if (state === 'failed' || state === 'port_conflict') {
-      throw failure(`The tunnel of ${id} could not be opened: ${forward.stats().last_error}`, state === 'port_conflict'
-        ? { cli: `Free the port, or choose another: \`vai-mcp-cli tunnel ${id} --port P\`.`, agent: 'Free the port, or call open_tunnel again with another local_port.' }
+      const what = p.app ? `The tunnel of ${id} (app ${p.app})` : `The tunnel of ${id}`;
+      throw failure(`${what} could not be opened: ${forward.stats().last_error}`, state === 'port_conflict'
+        ? { cli: `Free the port, or choose another: \`vai-mcp-cli tunnel ${id}${p.app ? ` ${p.app}` : ''} --port P\`.`, agent: 'Free the port, or call open_tunnel again with another local_port.' }
         : undefined, `tunnel_${state}`);
     }
     return this.tunnels.view(id)!;
   }
 
-  async close(id: string): Promise<StopTunnelResult> {
+  async close(id: string, app?: string): Promise<StopTunnelResult> {
     this.boxes.record(id);
-    if (!this.boxes.store.tunnels.has(id)) {
+    const trec = this.boxes.store.tunnels.get(id);
+    if (!trec) {
       throw badInput(`${id} has no open tunnel.`, { cli: '`vai-mcp-cli tunnel --list` shows the open tunnels.', agent: 'list_tunnels shows the open tunnels.' }, 'no_tunnel');
     }
-    return { instance_id: id, local_port: (await this.tunnels.close(id)) ?? 0 };
+    if (app !== undefined && app !== MAIN_APP && !trec.apps?.[app]) {
+      const open = [MAIN_APP, ...Object.keys(trec.apps ?? {})].join(', ');
+      throw badInput(`${id} has no open app "${app}" (open: ${open}).`, { cli: `Name one of them, or leave it out to close them all: \`vai-mcp-cli tunnel --stop ${id}\`.`, agent: 'Pass one of them as app, or leave app out to close them all.' }, 'no_tunnel');
+    }
+    const freed = await this.tunnels.close(id, app);
+    return { instance_id: id, local_port: freed[0] ?? trec.local_port, ports_freed: freed };
   }
 
   async closeAll(): Promise<StopTunnelResult[]> {
     const out: StopTunnelResult[] = [];
-    for (const t of this.boxes.store.tunnels.values()) out.push({ instance_id: t.instance_id, local_port: (await this.tunnels.close(t.instance_id)) ?? t.local_port });
+    for (const t of this.boxes.store.tunnels.values()) {
+      const freed = await this.tunnels.close(t.instance_id);
+      out.push({ instance_id: t.instance_id, local_port: freed[0] ?? t.local_port, ports_freed: freed });
+    }
     return out.sort(byId);
   }
 

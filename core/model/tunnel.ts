@@ -16,3 +16,6 @@ export const INTERNAL_REQUEST_HEADER = 'x-vai-internal';
 
 /** `http`: every request head is checked; `off`: bytes pass as they come (a port that is not HTTP). */
 export type GuardMode = 'http' | 'off';
+
+/** The dashboard's session cookie: the guard takes it off every request it forwards to a box. */
+export const DASHBOARD_COOKIE = 'vai_mcp_ui';

@@ -13,9 +13,11 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { ParsedKey } from 'ssh2';
 import { ensureKeyPair, SimulatedBox } from '../simulator/box.js';
+import { SideApps, simulatedPortalConfig } from '../simulator/side-app.js';
 import type { BoxInstaller } from '../comfy/provision/installer.js';
 import type { Config } from '../config/config.js';
 import { homeWriteError } from '../lib/errors.js';
+import { appsOf, MAIN_APP } from '../model/apps.js';
 import type { Logger } from '../lib/log.js';
 import { homeFiles } from '../lib/paths.js';
 import { loadPrivateKey, type SshAuth } from '../tunnels/ssh-auth.js';
@@ -121,7 +123,7 @@ export class LocalProvider implements Provider {
     if (sim.fail === 'boot') return { status: 'failed', message: 'the simulated box failed to boot (simulate.fail = "boot")' };
     if (this.boxes.has(rec.instance_id)) return { status: 'running', ssh: rec.ssh };
     const hostKey = readFileSync(path.join(this.boxDir(rec.instance_id), 'ssh_host_ed25519_key'));
-    const box = new SimulatedBox(rec.instance_id, hostKey, this.key(), rec.remote_port, sim, this.log.child(rec.instance_id), this.comfyDir(rec.instance_id));
+    const box = new SimulatedBox(rec.instance_id, hostKey, this.key(), rec.remote_port, sim, this.log.child(rec.instance_id), this.comfyDir(rec.instance_id), this.sideApps(rec));
     const port = await box.start(rec.ssh?.port); // throws: the watch reports it and tries again
     this.boxes.set(rec.instance_id, box);
     this.note(rec.instance_id, `booted: ssh server on 127.0.0.1:${port}${sim.fail === 'comfy' ? ', ComfyUI not started (simulate.fail = "comfy")' : ', ComfyUI on 127.0.0.1:' + rec.remote_port}`);
@@ -130,6 +132,16 @@ export class LocalProvider implements Provider {
 
   status(rec: InstanceRecord): Promise<BoxStatus> {
     return this.boot(rec);
+  }
+
+  portalConfig(rec: InstanceRecord): string {
+    return rec.config.instance_config.env.PORTAL_CONFIG ?? simulatedPortalConfig(rec.remote_port);
+  }
+
+  /** The box's other apps, served by the simulator's stand-in. */
+  private sideApps(rec: InstanceRecord): SideApps | undefined {
+    const others = appsOf(rec.config.instance_config, this.portalConfig(rec)).filter((a) => a.name !== MAIN_APP);
+    return others.length ? new SideApps(rec.instance_id, new Map(others.map((a) => [a.remote_port, a.name]))) : undefined;
   }
 
   restore(rec: InstanceRecord): Promise<BoxStatus> {

@@ -97,6 +97,8 @@ export interface Provider {
   destroy(rec: InstanceRecord, ctx: ProviderContext): Promise<void>;
   /** Credentials for the tunnel to this box. */
   auth(rec: InstanceRecord, ctx: ProviderContext): SshAuth;
+  /** The box's PORTAL_CONFIG, where the provider knows it without asking the box (else it is read over SSH). */
+  portalConfig?(rec: InstanceRecord): string | undefined;
   /** Pauses a box (a paid one still bills storage) and resumes it. */
   stop?(rec: InstanceRecord, ctx: ProviderContext): Promise<void>;
   start?(rec: InstanceRecord, ctx: ProviderContext): Promise<void>;

@@ -74,6 +74,7 @@ export interface ReceivedRequest {
   origin: string | null;
   sec_fetch_site: string | null;
   upgrade: string | null;
+  cookie: string | null;
 }
 
 /**
@@ -165,6 +166,7 @@ export function createComfyApp(instanceId: string, options: ComfyAppOptions = {}
       origin: one(req.headers.origin),
       sec_fetch_site: one(req.headers['sec-fetch-site']),
       upgrade: one(req.headers.upgrade),
+      cookie: one(req.headers.cookie),
     });
   };
 

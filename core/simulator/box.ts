@@ -2,6 +2,7 @@
  * A simulated box: a real SSH server (ssh2 `Server`) on 127.0.0.1 with its own host key, that
  * accepts one user key and routes `direct-tcpip` for its remote port to its own ComfyUI-like app
  * (app.ts), so "localhost:18188" on box A is a different app than on box B, as on real machines.
+ * Its other apps (`instance_config.ports`) answer with a page naming them (side-app.ts).
  * `simulate` makes it misbehave: `ssh` drops every connection, `comfy` starts no app.
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -11,6 +12,7 @@ import ssh2 from 'ssh2';
 import type { Connection, ParsedKey, Server as SshServer } from 'ssh2';
 import type { Logger } from '../lib/log.js';
 import type { ComfyApp } from './app.js';
+import type { SideApps } from './side-app.js';
 
 export interface Simulate {
   start_delay_s: number;
@@ -59,6 +61,8 @@ export class SimulatedBox {
     private readonly log: Logger,
     /** Its ComfyUI folder on disk: models and custom node packs (none: only the preinstalled checkpoint). */
     readonly comfyDir?: string,
+    /** Its other apps: remote port -> name. */
+    private readonly side?: SideApps,
   ) {}
 
   /** Starts the SSH server, on `preferredPort` when it is free. Returns the port. */
@@ -106,6 +110,11 @@ export class SimulatedBox {
     });
     conn.on('ready', () => {
       conn.on('tcpip', (accept, reject, info) => {
+        if (this.side?.serves(info.destPort) && isLoopbackName(info.destIP)) {
+          const channel = accept();
+          channel.on('error', () => {});
+          return this.side.handle(channel, info.destPort);
+        }
         if (!this.app || info.destPort !== this.remotePort || !isLoopbackName(info.destIP)) return reject();
         const channel = accept();
         channel.on('error', () => {});
@@ -128,6 +137,7 @@ export class SimulatedBox {
 
   async stop(): Promise<void> {
     this.app?.close();
+    this.side?.close();
     for (const c of this.conns) c.end();
     const server = this.server;
     this.server = undefined;

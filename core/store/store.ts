@@ -30,6 +30,10 @@ export interface InstanceRecord {
   remote_port: number;
   /** The local port its tunnel had last: a reopened tunnel gets it back when it is free (sticky). */
   local_port?: number;
+  /** The same for each of its other apps (`instance_config.ports`), by name. */
+  app_ports?: Record<string, number>;
+  /** The box's PORTAL_CONFIG once read from it (`instance_config.ports: "portal"`). */
+  portal_config?: string;
   /** The validated config it was made from (paths absolute). Secrets in it are never shown. */
   config: Config;
   dph_total?: number;
@@ -51,11 +55,15 @@ export interface TunnelRecord {
   /** Private key file used, if any (the agent is used otherwise). */
   key_path?: string;
   created_at: string;
+  /** Its other apps' forwards, by name (`local_port` / `remote_port` above are ComfyUI's). */
+  apps?: Record<string, { local_port: number; remote_port: number }>;
 }
 
+/** Kept under the box's id for its main app, under `<id>:<app>` for its other apps. */
 export interface PortLease {
   port: number;
   instance_id: string;
+  app?: string;
 }
 
 /** A create request with an idempotency key (MCP `request_id`). */

@@ -72,6 +72,7 @@ async function main(): Promise<void> {
     {
       home,
       basePort: settings.basePort,
+      uiPort: settings.uiPort,
       socketPath,
       log,
       env: process.env,

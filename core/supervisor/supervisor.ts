@@ -5,8 +5,8 @@
  * and the clock they are given, and runs their sweeps on that clock) and the in-process `VaiApi`, whose calls it routes to them; the
  * control socket (core/control/server.ts) serves it, and main.ts is the process around it.
  */
-import type { CallOptions, DaemonStatus, HelloParams, HelloResult, VaiApi } from '../api/api.js';
-import { requestEnvFrom, type RequestEnv } from '../config/settings.js';
+import type { CallOptions, HelloParams, HelloResult, VaiApi } from '../api/api.js';
+import { DEFAULT_UI_PORT, requestEnvFrom, type RequestEnv } from '../config/settings.js';
 import { realClock, type Clock } from '../lib/clock.js';
 import { addSecret, type Logger } from '../lib/log.js';
 import { ensurePrivateDir } from '../lib/paths.js';
@@ -30,11 +30,16 @@ import { StateStore } from '../store/store.js';
 import { NO_ALLOWANCES, type GuardAllowances } from '../tunnels/guard.js';
 import { sshKeyReport } from '../tunnels/key-report.js';
 import { TunnelManager } from '../tunnels/manager.js';
+import type { Dashboard } from '../ui/dashboard.js';
+import { startDashboard } from '../ui/start.js';
 import { handshakeWarnings } from './handshake.js';
+import { daemonStatus } from './status.js';
 
 export interface SupervisorOptions {
   home: string;
   basePort: number;
+  /** VAI_UI_PORT: where the dashboard listens once asked for (or the next free port below). */
+  uiPort?: number;
   socketPath: string;
   log: Logger;
   /** The supervisor's own environment: used for work no caller is waiting on (restores). */
@@ -73,6 +78,7 @@ export class Supervisor implements VaiApi {
   private readonly startedAt = new Date();
   private readonly allowances: GuardAllowances;
   private closing = false;
+  private dashboard: Promise<Dashboard> | undefined;
 
   private constructor(
     private readonly opts: SupervisorOptions,
@@ -91,6 +97,7 @@ export class Supervisor implements VaiApi {
       store, log, basePort: opts.basePort, allowances: this.allowances,
       box: (id) => boxes.box(id),
       auth: (rec, env) => boxes.provider(rec.provider).auth(rec, boxes.ctx(env)),
+      portalConfig: (rec) => boxes.provider(rec.provider).portalConfig?.(rec),
       progress: (id, m) => boxes.progress(id, m),
       changed: (id) => boxes.changed(id),
       updateRecord: (id, patch) => boxes.update(id, patch),
@@ -108,7 +115,7 @@ export class Supervisor implements VaiApi {
     this.preparing = new Preparing(boxes, this.tunnels, (id) => this.money.idle.touch(id, 'use'));
     this.provisioning = new Provisioning(boxes, this.tunnels, (id, reason) => this.fleet.fail(id, reason), this.preparing);
     this.money = new Money(boxes, {
-      forwardOf: (id) => this.tunnels.forwardOf(id),
+      forwardOf: (id) => this.tunnels.usage(id),
       ourPromptIds: () => new Set(store.jobs.values().map((j) => j.prompt_id ?? '')),
       hasActiveJobs: (id) => this.jobs.activeOn(id).length > 0,
       stop: (id, env, message) => this.fleet.stop(id, env, message),
@@ -172,7 +179,7 @@ export class Supervisor implements VaiApi {
 
   openTunnel: VaiApi['openTunnel'] = (p, o = {}) => this.tunnelApi.open(p, this.envOf(o));
   listTunnels: VaiApi['listTunnels'] = async () => this.tunnels.list().sort(byId);
-  stopTunnel: VaiApi['stopTunnel'] = (p) => this.tunnelApi.close(p.instance_id);
+  stopTunnel: VaiApi['stopTunnel'] = (p) => this.tunnelApi.close(p.instance_id, p.app);
   stopAllTunnels: VaiApi['stopAllTunnels'] = () => this.tunnelApi.closeAll();
 
   // ---------------------------------------------------------------- workflows
@@ -213,22 +220,12 @@ export class Supervisor implements VaiApi {
     return { version: VERSION, pid: process.pid, home: this.opts.home, base_port: this.opts.basePort, warnings };
   }
 
-  async status(): Promise<DaemonStatus> {
-    return {
-      pid: process.pid,
-      version: VERSION,
-      home: this.opts.home,
-      base_port: this.opts.basePort,
-      socket: this.opts.socketPath,
-      started_at: this.startedAt.toISOString(),
-      uptime_s: Math.round((Date.now() - this.startedAt.getTime()) / 1000),
-      tunnels: this.store.tunnels.values().length,
-      instances: this.store.instances.values().length,
-      rss_bytes: process.memoryUsage.rss(),
-      native_crypto: !this.warnings.some((w) => w.includes('native crypto')),
-      warnings: this.warnings,
-    };
-  }
+  status: VaiApi['status'] = async () => daemonStatus({ ...this.opts, startedAt: this.startedAt, store: this.store, warnings: this.warnings });
+  openDashboard: VaiApi['openDashboard'] = async () => {
+    this.dashboard ??= startDashboard(this, { boxes: this.boxes, fleet: this.fleet, home: this.opts.home, uiPort: this.opts.uiPort ?? DEFAULT_UI_PORT, basePort: this.opts.basePort });
+    const d = await this.dashboard.catch((err) => { this.dashboard = undefined; throw err; });
+    return { url: d.url, port: d.port };
+  };
 
   async shutdown(p: { reason?: string }): Promise<{ ok: true }> {
     this.opts.log.info(`shutdown requested${p.reason ? `: ${p.reason}` : ''}`);
@@ -241,6 +238,7 @@ export class Supervisor implements VaiApi {
     if (this.closing) return;
     this.closing = true;
     this.sweeper.stop();
+    await (await this.dashboard?.catch(() => undefined))?.stop();
     this.provisioning.close();
     await this.tunnels.shutdown(this.boxes.all());
     for (const p of Object.values(this.providers)) await p?.shutdown?.();

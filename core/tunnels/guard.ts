@@ -11,7 +11,9 @@
  *   an allowed one; through an allowed host, that host's own origin.
  * - `Sec-Fetch-Site`, when sent, must be `same-origin` or `none` unless the origin is allowed
  *   (browsers call other localhost ports `same-site`).
- * Requests with neither `Origin` nor `Sec-Fetch-Site` (curl, scripts, our own client) pass.
+ * Requests with neither `Origin` nor `Sec-Fetch-Site` (curl, scripts, our own client) pass, and
+ * so does a click on a link to the app's front page from another page (the dashboard's links):
+ * a user-activated, top-level GET of `/`, which no page can read or script.
  */
 import type { HeadCheck, Refusal, RequestHead } from './http-framing.js';
 import { isRefusal, malformed, singleField } from './http-framing.js';
@@ -91,7 +93,7 @@ export class GuardPolicy {
     }
     const site = singleField(head, 'sec-fetch-site');
     if (isRefusal(site)) return site;
-    if (site !== undefined && !allowedOrigin) {
+    if (site !== undefined && !allowedOrigin && !isUserOpening(head, originField)) {
       const v = site.toLowerCase();
       if (v !== 'same-origin' && v !== 'none') {
         return refuse(
@@ -102,6 +104,12 @@ export class GuardPolicy {
     }
     return undefined;
   };
+}
+
+/** A user's click on a link to `/` that opens the app in its own tab (Sec-Fetch-User needs a real click). */
+function isUserOpening(head: RequestHead, origin: string | undefined): boolean {
+  const one = (name: string) => head.fields.get(name)?.[0]?.toLowerCase();
+  return head.method === 'GET' && head.target === '/' && origin === undefined && one('sec-fetch-mode') === 'navigate' && one('sec-fetch-dest') === 'document' && one('sec-fetch-user') === '?1';
 }
 
 const REASONS: Record<Refusal['status'], string> = {

@@ -14,6 +14,8 @@
  * and it answers with parsed messages, not with the byte ranges the guard must forward unchanged.
  */
 
+import { DASHBOARD_COOKIE } from '../model/tunnel.js';
+
 export interface RequestHead {
   method: string;
   target: string;
@@ -85,6 +87,19 @@ function parseFields(lines: string[], into: Map<string, string[]>): Refusal | un
 /** A bare CR or bare LF anywhere in a head or line: refused, never read as a line end. */
 function hasBareLineEnd(text: string): boolean {
   return /\r(?!\n)|(?<!\r)\n/.test(text);
+}
+
+/**
+ * A head without one cookie: the dashboard's lives on 127.0.0.1, as tunnels do (cookies are not
+ * kept apart by port), and no box may ever see it. A Cookie line left empty goes.
+ */
+export function withoutCookie(head: string, name: string): Buffer {
+  const lines = head.split('\r\n').flatMap((line, i) => {
+    if (i === 0 || !/^cookie:/i.test(line)) return [line];
+    const kept = line.slice(line.indexOf(':') + 1).split(';').map((c) => c.trim()).filter((c) => c && !c.startsWith(`${name}=`));
+    return kept.length ? [`Cookie: ${kept.join('; ')}`] : [];
+  });
+  return Buffer.from(lines.join('\r\n'), 'latin1');
 }
 
 /** Parses one complete head (request line through the blank line, as latin1 text). */
@@ -280,9 +295,10 @@ export class RequestFramer {
     this.pending = [];
     this.pendingLength = 0;
     this.tail = NO_BYTES;
-    const r = this.acceptHead(bytes.toString('latin1'));
+    const text = bytes.toString('latin1');
+    const r = this.acceptHead(text);
     if (r) return r;
-    pass(bytes);
+    pass(text.includes(`${DASHBOARD_COOKIE}=`) ? withoutCookie(text, DASHBOARD_COOKIE) : bytes);
     return end;
   }
 

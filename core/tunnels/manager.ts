@@ -6,29 +6,24 @@
  */
 import type { TunnelView } from '../api/views.js';
 import type { RequestEnv } from '../config/settings.js';
-import { failure, toVaiError, unknownInstance } from '../lib/errors.js';
+import { badInput, failure, toVaiError, unknownInstance } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import type { Mutex } from '../lib/mutex.js';
 import { nowIso, waitForEvent } from '../lib/timers.js';
 import type { SshEndpoint } from '../model/instance.js';
 import type { Shell } from '../model/shell.js';
-import { parseAllowList } from '../model/origins.js';
 import type { TunnelState } from '../model/tunnel.js';
-import type { InstanceRecord, StateStore, TunnelRecord } from '../store/store.js';
+import type { InstanceRecord, StateStore } from '../store/store.js';
+import { appsOf, MAIN_APP, READ_PORTAL_CONFIG, type AppSpec } from '../model/apps.js';
+import { allowOf, BoxTunnel, stickyPortsBut, tunnelView } from './box-tunnel.js';
 import { Forward } from './forward.js';
 import type { GuardAllowances } from './guard.js';
 import { HostKeyPins } from './host-keys.js';
 import { SshLink } from './link.js';
-import { PortAllocator } from './ports.js';
+import { leaseKey, PortAllocator } from './ports.js';
 import { describeAuth, type SshAuth } from './ssh-auth.js';
 
-/** What the manager keeps of one box; the box's own state object holds it. */
-export class BoxTunnel {
-  link: SshLink | undefined;
-  forward: Forward | undefined;
-  /** A recorded tunnel without a live forward, and why: `failed` (at a restore) or `closed` (its box stopped or went away). */
-  notRunning: { state: 'failed' | 'closed'; reason: string } | undefined;
-}
+export { BoxTunnel };
 
 export interface TunnelHost {
   readonly store: Pick<StateStore, 'instances' | 'tunnels' | 'ports' | 'hostKeys'>;
@@ -40,6 +35,8 @@ export interface TunnelHost {
   box(id: string): { lock: Mutex; tunnel: BoxTunnel; destroying: boolean };
   /** The SSH credentials for a box (its provider's), for a caller's environment. */
   auth(rec: InstanceRecord, env: RequestEnv): SshAuth;
+  /** The box's PORTAL_CONFIG where its provider knows it without asking the box (the simulator). */
+  portalConfig(rec: InstanceRecord): string | undefined;
   /** A progress line for whoever waits on the box. */
   progress(id: string, message: string): void;
   /** The box or its tunnel changed (waiters look again). */
@@ -48,7 +45,9 @@ export interface TunnelHost {
 }
 
 export interface EnsureOptions {
-  /** Exactly this local port, or an error. */
+  /** One app (its main one stays or opens too); without it, every app of the box. */
+  app?: string;
+  /** Exactly this local port (for `app`, else the main one), or an error. */
   port?: number;
   resetHostKey?: boolean;
   /** Keep the port leased now (a restore, a retry), instead of choosing again. */
@@ -67,6 +66,13 @@ export class TunnelManager {
   /** The box's open forward, if any. */
   forwardOf(id: string): Forward | undefined {
     return this.host.box(id).tunnel.forward;
+  }
+
+  /** For the idle watch: the main app's forward, with client use of any app of the box. */
+  usage(id: string): { state: TunnelState; localPort: number; takeClientActivity(): boolean } | undefined {
+    const t = this.host.box(id).tunnel;
+    const main = t.forward;
+    return main && { state: main.state, localPort: main.localPort, takeClientActivity: () => t.takeClientActivity() };
   }
 
   /** Runs a command on the box over its link (while its tunnel keeps the link up). */
@@ -95,7 +101,7 @@ export class TunnelManager {
       const rec = this.host.store.instances.get(id);
       if (!rec?.ssh || box.destroying) throw new Error(`${id} has no SSH endpoint now`);
       const t = box.tunnel;
-      if (t.link && (t.link.state === 'failed' || t.link.ssh.host !== rec.ssh.host || t.link.ssh.port !== rec.ssh.port) && !t.forward) {
+      if (t.link && (t.link.state === 'failed' || t.link.ssh.host !== rec.ssh.host || t.link.ssh.port !== rec.ssh.port) && !t.forwards().length) {
         t.link.stop();
         t.link = undefined;
       }
@@ -115,29 +121,16 @@ export class TunnelManager {
     return new SshLink({ instanceId: id, ssh, auth, checkHostKey: (hp, sha) => this.pins.check(id, hp, sha), log: this.host.log.child('tunnel') });
   }
 
-  /** A box's guard: the supervisor's allowances plus the box's own. */
-  private guardOf(rec: InstanceRecord): { mode: 'http' | 'off'; allow: GuardAllowances } {
+  /** The apps of a box, `comfyui` first (with `ports: "portal"`, as far as its PORTAL_CONFIG is known). */
+  appsOf(rec: InstanceRecord): AppSpec[] {
     const ic = rec.config.instance_config;
-    const all = this.host.allowances;
-    return {
-      mode: ic.guard ?? 'http',
-      allow: {
-        origins: [...new Set([...all.origins, ...parseAllowList(ic.allowed_origins, 'origin')])],
-        hosts: [...new Set([...all.hosts, ...parseAllowList(ic.allowed_hosts, 'host')])],
-      },
-    };
-  }
-
-  /** The ports other boxes had last: a new tunnel does not take them while it has a choice. */
-  private stickyPortsBut(id: string): Set<number> {
-    const ports = new Set<number>();
-    for (const r of this.host.store.instances.values()) if (r.instance_id !== id && r.local_port !== undefined) ports.add(r.local_port);
-    return ports;
+    return appsOf(ic, ic.env.PORTAL_CONFIG ?? rec.portal_config ?? this.host.portalConfig(rec));
   }
 
   /**
-   * Opens (or re-opens) a box's tunnel. With `port`, exactly that port or an error. A forward that
-   * works and needs no change is returned as it is.
+   * Opens (or re-opens) a box's tunnel: its main app and every other app, or with `app` the main
+   * one and that one. With `port`, exactly that port or an error. A forward that works and needs
+   * no change is kept as it is. Returns the main app's forward.
    */
   ensure(rec: InstanceRecord, env: RequestEnv, opts: EnsureOptions = {}): Promise<Forward> {
     const box = this.host.box(rec.instance_id);
@@ -149,94 +142,169 @@ export class TunnelManager {
       // A watch woken by destroy's own tunnel close must not reopen what destroy is ending.
       if (box.destroying) throw failure(`${id} is being destroyed.`, { cli: 'Run `vai-mcp-cli list` to see what is left.', agent: 'Call list_instances to see what is left.' });
       if (!current.ssh) throw failure(`${id} has no SSH endpoint yet (status ${current.status}).`, { cli: 'Wait until it is running: `vai-mcp-cli list`.', agent: `Wait until it is running: list_instances with instance_ids ["${id}"] and wait_s.` });
+      const specs = this.appsOf(current);
+      const named = opts.app === undefined ? undefined : specs.find((a) => a.name === opts.app);
+      if (opts.app !== undefined && !named) throw noSuchApp(id, opts.app, specs);
       const t = box.tunnel;
-      const existing = t.forward;
-      const sameEndpoint = t.link && t.link.ssh.host === current.ssh.host && t.link.ssh.port === current.ssh.port;
-      const healthy = existing && !['failed', 'port_conflict', 'stopped'].includes(existing.state);
-      if (existing && sameEndpoint && healthy && !opts.resetHostKey && (opts.port === undefined || opts.port === existing.localPort)) return existing;
-
       const auth = this.host.auth(current, env); // a bad key is bad input, before anything changes
-      const leased = this.ports.leaseOf(id);
-      const port = opts.keepLease && leased !== undefined ? leased : await this.ports.allocate(id, opts.port, { port: current.local_port, keep: this.stickyPortsBut(id) });
-      if (current.local_port !== port) await this.host.updateRecord(id, { local_port: port });
-      await t.forward?.stop();
-      t.forward = undefined;
       // The box keeps its link, unless it cannot serve: another endpoint, another key, a failure
-      // (a failed link never retries), or a host key to be pinned anew.
+      // (a failed link never retries), or a host key to be pinned anew. Its forwards go with it.
+      const sameEndpoint = t.link && t.link.ssh.host === current.ssh.host && t.link.ssh.port === current.ssh.port;
       if (t.link && (!sameEndpoint || t.link.state === 'failed' || opts.resetHostKey || !sameAuth(t.link.auth, auth))) {
+        await Promise.all(t.forwards().map((f) => f.stop()));
+        t.forward = undefined;
+        t.apps.clear();
         t.link.stop();
         t.link = undefined;
       }
       if (opts.resetHostKey) await this.pins.drop(id);
+      const link = (t.link ??= this.newLink(current, current.ssh, auth));
+      const wanted = named ? [specs[0]!, ...(named.name === MAIN_APP ? [] : [named])] : specs;
       const prev = this.host.store.tunnels.get(id);
-      const trec: TunnelRecord = {
+      const apps: Record<string, { local_port: number; remote_port: number }> = {};
+      for (const [name, a] of Object.entries(prev?.apps ?? {})) if (t.apps.has(name) && specs.some((s) => s.name === name)) apps[name] = a;
+      const toStart: Forward[] = [];
+      for (const spec of wanted) {
+        const isMain = spec.name === MAIN_APP;
+        const existing = isMain ? t.forward : t.apps.get(spec.name);
+        const port = spec === named || (isMain && !named) ? opts.port : undefined;
+        const healthy = existing && !['failed', 'port_conflict', 'stopped'].includes(existing.state) && existing.remotePort === spec.remote_port;
+        if (existing && healthy && (port === undefined || port === existing.localPort)) {
+          if (!isMain) apps[spec.name] = { local_port: existing.localPort, remote_port: spec.remote_port };
+          continue;
+        }
+        const key = leaseKey(id, spec.name);
+        const last = isMain ? current.local_port : current.app_ports?.[spec.name];
+        const leased = this.ports.leaseOf(key);
+        const local = opts.keepLease && leased !== undefined ? leased : await this.ports.allocate(key, port, { port: last, keep: stickyPortsBut(this.host.store.instances.values(), id, spec.name) });
+        if (last !== local) await this.host.updateRecord(id, isMain ? { local_port: local } : { app_ports: { ...this.host.store.instances.get(id)?.app_ports, [spec.name]: local } });
+        await existing?.stop();
+        const forward = new Forward({ instanceId: id, link, localPort: local, remotePort: spec.remote_port, guard: { mode: spec.guard, allow: allowOf(current, this.host.allowances) }, log: this.host.log.child('tunnel') });
+        forward.on('state', (state: TunnelState, prevState: TunnelState) => this.onState(id, spec.name, forward, state, prevState));
+        if (isMain) t.forward = forward;
+        else {
+          t.apps.set(spec.name, forward);
+          apps[spec.name] = { local_port: local, remote_port: spec.remote_port };
+        }
+        toStart.push(forward);
+        this.host.log.info(`${id}: tunnel${isMain ? '' : ` (${spec.name})`} localhost:${local} -> ${current.ssh.user}@${current.ssh.host}:${current.ssh.port} -> 127.0.0.1:${spec.remote_port} (${describeAuth(auth)})`);
+      }
+      const main = t.forward!;
+      await this.host.store.tunnels.set(id, {
         instance_id: id,
-        local_port: port,
-        remote_port: current.remote_port,
+        local_port: main.localPort,
+        remote_port: main.remotePort,
         ssh: current.ssh,
         key_path: auth.kind === 'key' ? auth.keyPath : undefined,
-        created_at: prev && prev.local_port === port ? prev.created_at : nowIso(),
-      };
-      await this.host.store.tunnels.set(id, trec);
+        created_at: prev && prev.local_port === main.localPort ? prev.created_at : nowIso(),
+        ...(Object.keys(apps).length ? { apps } : {}),
+      });
       t.notRunning = undefined;
-      const link = (t.link ??= this.newLink(current, current.ssh, auth));
-      const forward = new Forward({ instanceId: id, link, localPort: port, remotePort: current.remote_port, guard: this.guardOf(current), log: this.host.log.child('tunnel') });
-      forward.on('state', (state: TunnelState, prevState: TunnelState) => this.onState(id, forward, state, prevState));
-      t.forward = forward;
-      this.host.log.info(`${id}: tunnel localhost:${port} -> ${current.ssh.user}@${current.ssh.host}:${current.ssh.port} -> 127.0.0.1:${current.remote_port} (${describeAuth(auth)})`);
-      await forward.start();
-      return forward;
+      await Promise.all(toStart.map((f) => f.start()));
+      if (current.config.instance_config.ports === 'portal' && current.config.instance_config.env.PORTAL_CONFIG === undefined && current.portal_config === undefined && this.host.portalConfig(current) === undefined) void this.readPortal(id, link, env);
+      return main;
     });
   }
 
-  private onState(id: string, forward: Forward, state: TunnelState, prev: TunnelState): void {
+  /** Reads a box's PORTAL_CONFIG over its link once it is up, and opens the apps it lists. */
+  private async readPortal(id: string, link: SshLink, env: RequestEnv): Promise<void> {
+    const release = link.hold();
+    try {
+      if (!(await waitForEvent(link, 'state', () => link.isReady || link.state === 'failed', { timeoutMs: 120_000 })) || !link.isReady) return;
+      const text = (await link.exec(READ_PORTAL_CONFIG, 10_000)).trim();
+      const rec = this.host.store.instances.get(id);
+      if (!rec || this.host.box(id).tunnel.link !== link) return;
+      await this.host.updateRecord(id, { portal_config: text });
+      if (!text) this.host.log.warn(`${id}: instance_config.ports is "portal" but the box has no PORTAL_CONFIG: ComfyUI only`);
+      else await this.ensure(this.host.store.instances.get(id)!, env);
+    } catch (err) {
+      this.host.log.warn(`${id}: could not read PORTAL_CONFIG on the box: ${toVaiError(err).message}`);
+    } finally {
+      release();
+    }
+  }
+
+  private onState(id: string, app: string, forward: Forward, state: TunnelState, prev: TunnelState): void {
     const error = forward.stats().last_error;
+    if (app !== MAIN_APP) {
+      if (state === 'up' || state === 'failed' || state === 'port_conflict') this.host.log.info(`${id}: ${app} ${state === 'up' ? `up at ${forward.url}` : `${state}${error ? `: ${error}` : ''}`}`);
+    }
     // While another program holds the port, the box says so too: nothing presents it as working.
-    if (state === 'port_conflict') void this.host.updateRecord(id, { status_message: error ?? `local port ${forward.localPort} is taken by another program` }).catch(() => undefined);
+    else if (state === 'port_conflict') void this.host.updateRecord(id, { status_message: error ?? `local port ${forward.localPort} is taken by another program` }).catch(() => undefined);
     else if (state === 'up' && prev === 'port_conflict') void this.host.updateRecord(id, { status_message: `tunnel up again at ${forward.url}` }).catch(() => undefined);
     else this.host.progress(id, state === 'up' ? `tunnel up at ${forward.url}` : `tunnel ${state}${error ? `: ${error}` : ''}`);
     this.host.changed(id);
   }
 
-  /** Stops the box's forward; its link, with nothing holding it, disconnects (and stays for later use). */
-  private async stopForward(t: BoxTunnel): Promise<void> {
-    const forward = t.forward;
+  /** Stops the box's forwards; its link, with nothing holding it, disconnects (and stays for later use). */
+  private async stopForwards(t: BoxTunnel): Promise<void> {
+    const all = t.forwards();
     t.forward = undefined;
-    await forward?.stop();
+    t.apps.clear();
+    await Promise.all(all.map((f) => f.stop()));
   }
 
-  /** The box is gone: its forward and its link end. */
+  /** Gives back every port a box's apps hold; returns them, the main one first. */
+  private async releaseAll(id: string): Promise<number[]> {
+    const freed: number[] = [];
+    const keys = [id, ...this.host.store.ports.entries().map(([k]) => k).filter((k) => k.startsWith(`${id}:`))];
+    for (const key of keys) {
+      const port = this.ports.leaseOf(key);
+      if (port !== undefined) freed.push(port);
+      await this.ports.release(key);
+    }
+    return freed;
+  }
+
+  /** The box is gone: its forwards and its link end. */
   forget(id: string): Promise<void> {
     const box = this.host.box(id);
     return box.lock.run(async () => {
-      await this.stopForward(box.tunnel);
+      await this.stopForwards(box.tunnel);
       box.tunnel.link?.stop();
       box.tunnel.link = undefined;
       box.tunnel.notRunning = undefined;
     });
   }
 
-  /** Stops a box's tunnel, forgets its record and gives its port back (the box keeps it as its sticky port). */
-  close(id: string): Promise<number | null> {
+  /**
+   * Stops a box's tunnel (every app), forgets its record and gives its ports back (the box keeps
+   * them as its sticky ports). With `app` (not the main one), only that app. Returns the ports freed.
+   */
+  close(id: string, app?: string): Promise<number[]> {
     const box = this.host.box(id);
     return box.lock.run(async () => {
-      await this.stopForward(box.tunnel);
-      box.tunnel.notRunning = undefined;
+      const t = box.tunnel;
       const trec = this.host.store.tunnels.get(id);
+      if (app !== undefined && app !== MAIN_APP) {
+        const f = t.apps.get(app);
+        t.apps.delete(app);
+        await f?.stop();
+        const port = this.ports.leaseOf(leaseKey(id, app)) ?? trec?.apps?.[app]?.local_port;
+        await this.ports.release(leaseKey(id, app));
+        if (trec?.apps?.[app]) {
+          const { [app]: _gone, ...rest } = trec.apps;
+          await this.host.store.tunnels.set(id, { ...trec, apps: rest });
+        }
+        this.host.changed(id);
+        return port === undefined ? [] : [port];
+      }
+      await this.stopForwards(t);
+      t.notRunning = undefined;
       if (trec) await this.host.store.tunnels.delete(id);
-      const port = this.ports.leaseOf(id) ?? trec?.local_port ?? null;
-      await this.ports.release(id);
+      const freed = await this.releaseAll(id);
+      if (!freed.length && trec) freed.push(trec.local_port);
       this.host.changed(id);
-      return port;
+      return freed;
     });
   }
 
-  /** Closes the tunnel of a box that went away or stopped, keeping it listed with the reason (its port is freed). */
+  /** Closes the tunnel of a box that went away or stopped, keeping it listed with the reason (its ports are freed). */
   closeListed(id: string, reason: string): Promise<void> {
     const box = this.host.box(id);
     return box.lock.run(async () => {
-      await this.stopForward(box.tunnel);
-      await this.ports.release(id);
+      await this.stopForwards(box.tunnel);
+      await this.releaseAll(id);
       if (this.host.store.tunnels.has(id)) box.tunnel.notRunning = { state: 'closed', reason };
       this.host.log.info(`${id}: tunnel closed: ${reason}`);
       this.host.changed(id);
@@ -246,28 +314,7 @@ export class TunnelManager {
   view(id: string): TunnelView | null {
     const rec = this.host.store.tunnels.get(id);
     const inst = this.host.store.instances.get(id);
-    if (!rec || !inst) return null;
-    const t = this.host.box(id).tunnel;
-    const stats = t.forward?.stats();
-    return {
-      instance_id: id,
-      provider: inst.provider,
-      local_port: rec.local_port,
-      url: `http://localhost:${rec.local_port}`,
-      remote_port: rec.remote_port,
-      ssh_host: rec.ssh.host,
-      ssh_port: rec.ssh.port,
-      ssh_user: rec.ssh.user,
-      state: stats?.state ?? t.notRunning?.state ?? 'failed',
-      last_error: stats ? stats.last_error : (t.notRunning?.reason ?? 'not running'),
-      created_at: rec.created_at,
-      since: stats?.since ?? rec.created_at,
-      bytes_in: stats?.bytes_in ?? 0,
-      bytes_out: stats?.bytes_out ?? 0,
-      connections: stats?.connections ?? 0,
-      guard: inst.config.instance_config.guard ?? 'http',
-      requests_refused: stats?.requests_refused ?? 0,
-    };
+    return rec && inst ? tunnelView(rec, inst, this.host.box(id).tunnel) : null;
   }
 
   list(): TunnelView[] {
@@ -280,11 +327,12 @@ export class TunnelManager {
       const rec = this.host.store.instances.get(trec.instance_id);
       if (!rec) {
         await this.host.store.tunnels.delete(trec.instance_id);
-        await this.ports.release(trec.instance_id);
+        await this.releaseAll(trec.instance_id);
         continue;
       }
       try {
         await this.ports.adopt(rec.instance_id, trec.local_port);
+        for (const [name, a] of Object.entries(trec.apps ?? {})) await this.ports.adopt(leaseKey(rec.instance_id, name), a.local_port);
         await this.ensure(rec, env, { keepLease: true });
       } catch (err) {
         const msg = toVaiError(err).message;
@@ -297,11 +345,16 @@ export class TunnelManager {
   /** Stops every live forward and link (records stay: the next start restores them). */
   async shutdown(boxes: Iterable<{ tunnel: BoxTunnel }>): Promise<void> {
     await Promise.all([...boxes].map(async (b) => {
-      await this.stopForward(b.tunnel);
+      await this.stopForwards(b.tunnel);
       b.tunnel.link?.stop();
       b.tunnel.link = undefined;
     }));
   }
+}
+
+function noSuchApp(id: string, app: string, specs: AppSpec[]) {
+  const names = specs.map((s) => s.name).join(', ');
+  return badInput(`${id} has no app "${app}" (its apps: ${names}).`, { cli: `Name one of them, e.g. \`vai-mcp-cli tunnel ${id} ${specs[0]!.name}\`, or add it to instance_config.ports.`, agent: `Pass one of them as app, or leave app out for all.` }, 'unknown_app');
 }
 
 /** The same credentials: the same key file (or agent socket). */

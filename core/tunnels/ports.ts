@@ -8,6 +8,7 @@ import net from 'node:net';
 import { badInput, type Hint } from '../lib/errors.js';
 import { Mutex } from '../lib/mutex.js';
 import { isUsablePort, MAX_PORT, MIN_PORT } from '../model/limits.js';
+import { MAIN_APP } from '../model/apps.js';
 import type { Collection, PortLease } from '../store/store.js';
 
 const ANOTHER_PORT: Hint = {
@@ -45,6 +46,15 @@ export function checkPortRange(port: number): void {
   }
 }
 
+/** Where a box's app keeps its lease: the box's id for its main app (as before there were apps). */
+export function leaseKey(instanceId: string, app?: string): string {
+  return app === undefined || app === MAIN_APP ? instanceId : `${instanceId}:${app}`;
+}
+
+function holderName(l: PortLease): string {
+  return l.app ? `${l.instance_id} (app ${l.app})` : l.instance_id;
+}
+
 export class PortAllocator {
   private readonly mutex = new Mutex();
 
@@ -53,13 +63,20 @@ export class PortAllocator {
     private readonly basePort: number,
   ) {}
 
-  /** The port leased to an instance, if any. */
-  leaseOf(instanceId: string): number | undefined {
-    return this.leases.get(instanceId)?.port;
+  /** The port leased under a key (`leaseKey`), if any. */
+  leaseOf(key: string): number | undefined {
+    return this.leases.get(key)?.port;
   }
 
-  private holderOf(port: number): string | undefined {
-    return this.leases.values().find((l) => l.port === port)?.instance_id;
+  /** The key holding a port, and who that is in words. */
+  private holderOf(port: number): { key: string; name: string } | undefined {
+    const l = this.leases.entries().find(([, v]) => v.port === port);
+    return l && { key: l[0], name: holderName(l[1]) };
+  }
+
+  private lease(key: string, port: number): PortLease {
+    const [instance_id, app] = key.split(':') as [string, string | undefined];
+    return app === undefined ? { port, instance_id } : { port, instance_id, app };
   }
 
   /**
@@ -68,31 +85,31 @@ export class PortAllocator {
    * when that is free, else the first free port from the base up that is not in `keep` (ports
    * other boxes had last, so that they get theirs back).
    */
-  allocate(instanceId: string, requested?: number, sticky?: { port?: number; keep?: ReadonlySet<number> }): Promise<number> {
+  allocate(key: string, requested?: number, sticky?: { port?: number; keep?: ReadonlySet<number> }): Promise<number> {
     return this.mutex.run(async () => {
-      const current = this.leaseOf(instanceId);
+      const current = this.leaseOf(key);
       if (requested !== undefined) {
         checkPortRange(requested);
         const holder = this.holderOf(requested);
-        if (holder !== undefined && holder !== instanceId) {
-          throw badInput(`Port ${requested} is already used by the tunnel of ${holder}.`, ANOTHER_PORT, 'port_taken');
+        if (holder !== undefined && holder.key !== key) {
+          throw badInput(`Port ${requested} is already used by the tunnel of ${holder.name}.`, ANOTHER_PORT, 'port_taken');
         }
         if (current !== requested && !(await isPortFree(requested))) {
           throw badInput(`Port ${requested} is taken by another program on this machine.`, ANOTHER_PORT, 'port_taken');
         }
-        await this.leases.set(instanceId, { port: requested, instance_id: instanceId });
+        await this.leases.set(key, this.lease(key, requested));
         return requested;
       }
       if (current !== undefined) return current;
       const last = sticky?.port;
       if (last !== undefined && this.holderOf(last) === undefined && (await isPortFree(last))) {
-        await this.leases.set(instanceId, { port: last, instance_id: instanceId });
+        await this.leases.set(key, this.lease(key, last));
         return last;
       }
       for (let port = this.basePort; port <= MAX_PORT; port++) {
         if (this.holderOf(port) !== undefined || sticky?.keep?.has(port)) continue;
         if (!(await isPortFree(port))) continue;
-        await this.leases.set(instanceId, { port, instance_id: instanceId });
+        await this.leases.set(key, this.lease(key, port));
         return port;
       }
       throw badInput(`No free local port from ${this.basePort} to ${MAX_PORT}.`, 'Stop some tunnels, or set VAI_BASE_PORT lower.', 'no_free_port');
@@ -103,16 +120,16 @@ export class PortAllocator {
    * Records a lease as it is, without checking the port: a tunnel restored after a restart keeps
    * its port, and if another program took it meanwhile the tunnel reports `port_conflict`.
    */
-  adopt(instanceId: string, port: number): Promise<void> {
+  adopt(key: string, port: number): Promise<void> {
     return this.mutex.run(async () => {
-      if (this.leaseOf(instanceId) !== port) await this.leases.set(instanceId, { port, instance_id: instanceId });
+      if (this.leaseOf(key) !== port) await this.leases.set(key, this.lease(key, port));
     });
   }
 
-  /** Gives an instance's port back. */
-  release(instanceId: string): Promise<void> {
+  /** Gives a lease's port back. */
+  release(key: string): Promise<void> {
     return this.mutex.run(async () => {
-      if (this.leases.has(instanceId)) await this.leases.delete(instanceId);
+      if (this.leases.has(key)) await this.leases.delete(key);
     });
   }
 }

@@ -98,6 +98,7 @@ export function makeSandbox(extraEnv: NodeJS.ProcessEnv = {}): Sandbox {
     HOME: dir, // no real ~/.ssh keys or ~/.config/vastai of the user leak into tests
     VAI_HOME: home,
     VAI_BASE_PORT: String(basePort),
+    VAI_UI_PORT: String(basePort - 1), // the dashboard, never the user's 8187
     ...extraEnv,
   };
   const box: Sandbox = {

@@ -39,6 +39,8 @@ export interface StartSshdOptions {
   logLevel?: SshdLogLevel;
   /** Extra sshd_config lines, appended after the harness's own. */
   extraConfig?: string[];
+  /** Environment variables every session on the box gets (sshd's SetEnv), e.g. PORTAL_CONFIG. */
+  sessionEnv?: Record<string, string>;
   /** Bound on waiting for the port to listen (default 10 s). */
   startTimeoutMs?: number;
 }
@@ -172,7 +174,8 @@ function keygen(file: string, passphrase = '', comment = 'vai-mcp-test'): void {
  * The sshd_config of every test sshd (DESIGN.md section 6): its own host key, PID file and
  * authorized_keys, public keys only, forwarding allowed, and room for many connections at once.
  */
-export function sshdConfigLines(o: { port: number; listen: string; hostKey: string; dir: string; authorizedKeys: string; logLevel: string }): string[] {
+export function sshdConfigLines(o: { port: number; listen: string; hostKey: string; dir: string; authorizedKeys: string; logLevel: string; sessionEnv?: Record<string, string> }): string[] {
+  const env = Object.entries(o.sessionEnv ?? {}).map(([k, v]) => ` "${k}=${v}"`).join('');
   return [
     `Port ${o.port}`,
     `ListenAddress ${o.listen}`,
@@ -192,7 +195,7 @@ export function sshdConfigLines(o: { port: number; listen: string; hostKey: stri
     // Commands run over SSH (the tunnel's `true`, progress reads) must not run this machine's
     // ~/.bashrc: bash sources it for sshd only at SHLVL < 2, and a heavy one (pyenv init, whose
     // rehash lock a killed session leaves behind) stalled every later command by 60 s.
-    'SetEnv SHLVL=1',
+    `SetEnv SHLVL=1${env}`,
     `LogLevel ${o.logLevel}`,
   ];
 }
@@ -223,6 +226,7 @@ class Sshd implements SshdHandle {
   private readonly authorizedKeysPath: string;
   private readonly logLevel: SshdLogLevel;
   private readonly extraConfig: string[];
+  private readonly sessionEnv: Record<string, string> | undefined;
   private readonly startTimeoutMs: number;
   private child: ChildProcess | undefined;
   private frozen = new Set<number>();
@@ -236,6 +240,7 @@ class Sshd implements SshdHandle {
     this.port = opts.port ?? 0;
     this.logLevel = opts.logLevel ?? 'VERBOSE';
     this.extraConfig = opts.extraConfig ?? [];
+    this.sessionEnv = opts.sessionEnv;
     this.startTimeoutMs = opts.startTimeoutMs ?? 10_000;
     this.dir = mkdtempSync(path.join(os.tmpdir(), 'vai-sshd-'));
     // mkdtemp already makes it 0700; make sure of it, the folder holds private keys.
@@ -267,7 +272,7 @@ class Sshd implements SshdHandle {
   }
 
   private writeConfig(): void {
-    const lines = sshdConfigLines({ port: this.port, listen: this.host, hostKey: this.hostKeyPath, dir: this.dir, authorizedKeys: this.authorizedKeysPath, logLevel: this.logLevel });
+    const lines = sshdConfigLines({ port: this.port, listen: this.host, hostKey: this.hostKeyPath, dir: this.dir, authorizedKeys: this.authorizedKeysPath, logLevel: this.logLevel, sessionEnv: this.sessionEnv });
     writeFileSync(this.configPath, [...lines, ...this.extraConfig, ''].join('\n'), { mode: 0o600 });
   }
 

@@ -166,7 +166,7 @@ describe('MCP tools, in process', () => {
     const first = tunnels.find((t) => t.instance_id === 'local-1')!;
 
     const closed = ok<{ instance_id: string; local_port: number; closed: boolean }>(await call('close_tunnel', { instance_id: 'local-1' }));
-    expect(closed).toEqual({ instance_id: 'local-1', local_port: first.local_port, closed: true });
+    expect(closed).toEqual({ instance_id: 'local-1', local_port: first.local_port, ports_freed: [first.local_port], closed: true });
     expect(await canBind(first.local_port)).toBe(true);
     expect(errorText(await call('close_tunnel', { instance_id: 'local-1' }))).toMatch(/has no open tunnel/);
 

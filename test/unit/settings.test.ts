@@ -52,6 +52,9 @@ describe('loadSettings: precedence', () => {
       vastApiKey: undefined,
       allowedOrigins: [],
       allowedHosts: [],
+      budgetUsd: undefined,
+      budgetAction: undefined,
+      uiPort: 8187,
     });
   });
 
