@@ -15,6 +15,14 @@ interface TunnelOptions {
   json?: boolean;
 }
 
+/** Whether `word` comes after `--stop <id>` on the command line. */
+function afterStopValue(word: string): boolean {
+  const argv = process.argv.slice(2);
+  const at = argv.findIndex((a) => a === '--stop' || a.startsWith('--stop='));
+  const valueAt = argv[at] === '--stop' ? at + 1 : at;
+  return at >= 0 && argv.indexOf(word, valueAt + 1) > valueAt;
+}
+
 function freedPorts(ports: number[]): string {
   return ports.length === 1 ? `port ${ports[0]} is free` : ports.length ? `ports ${ports.join(', ')} are free` : 'no port was held';
 }
@@ -34,8 +42,8 @@ export function registerTunnelCommands(cli: CAC): void {
     .example('vai-mcp-cli tunnel --stop local-1')
     .example('vai-mcp-cli tunnel --stop local-1 portal')
     .action(async (id: string | undefined, appArg: string | undefined, opts: TunnelOptions) => {
-      // With --stop, a word after the id names the app: `tunnel --stop local-1 portal`.
-      const stopApp = opts.stop !== undefined ? id : undefined;
+      // With --stop, a word after its id names the app (`tunnel --stop local-1 portal`); one before it is a second mode.
+      const stopApp = opts.stop !== undefined && id !== undefined && afterStopValue(id) ? id : undefined;
       if (stopApp !== undefined) id = undefined;
       const modes = [opts.list, opts.stop !== undefined, opts.stopAll, id !== undefined].filter(Boolean).length;
       if (modes !== 1 || (appArg !== undefined && id === undefined) || (stopApp !== undefined && appArg !== undefined)) {

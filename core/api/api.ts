@@ -114,6 +114,8 @@ export interface HelloParams {
   /** The client's VAI_BUDGET_USD / VAI_BUDGET_ACTION: kept when the supervisor has no budget yet, else a warning when different. */
   budget_usd?: number;
   budget_action?: 'stop' | 'destroy';
+  /** The client's VAI_UI_PORT: a difference from the supervisor's is a warning. */
+  ui_port?: number;
 }
 
 export interface SetBudgetParams {

@@ -85,7 +85,7 @@ export class SupervisorClient {
   private readonly env: NodeJS.ProcessEnv;
   private readonly basePort: number;
   /** What the handshake tells the supervisor of this client's settings. */
-  private readonly allowed: Pick<HelloParams, 'allowed_origins' | 'allowed_hosts' | 'budget_usd' | 'budget_action'>;
+  private readonly allowed: Pick<HelloParams, 'allowed_origins' | 'allowed_hosts' | 'budget_usd' | 'budget_action' | 'ui_port'>;
   /** What the supervisor said at the last handshake. */
   info: HelloResult | undefined;
 
@@ -96,7 +96,7 @@ export class SupervisorClient {
     this.socketPath = socketPathFor(this.home);
     const settings = loadSettings(this.env, this.home);
     this.basePort = settings.basePort;
-    this.allowed = { allowed_origins: settings.allowedOrigins, allowed_hosts: settings.allowedHosts, budget_usd: settings.budgetUsd, budget_action: settings.budgetAction };
+    this.allowed = { allowed_origins: settings.allowedOrigins, allowed_hosts: settings.allowedHosts, budget_usd: settings.budgetUsd, budget_action: settings.budgetAction, ui_port: settings.uiPort };
   }
 
   /** Connects (starting the supervisor if allowed) and shakes hands. */

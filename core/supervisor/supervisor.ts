@@ -216,7 +216,7 @@ export class Supervisor implements VaiApi {
 
   async hello(p: HelloParams): Promise<HelloResult> {
     const budget = await this.money.budget.adopt({ limit_usd: p.budget_usd, action: p.budget_action });
-    const warnings = [...this.warnings, ...handshakeWarnings(this.opts.basePort, this.allowances, p), ...budget];
+    const warnings = [...this.warnings, ...handshakeWarnings(this.opts.basePort, this.opts.uiPort ?? DEFAULT_UI_PORT, this.allowances, p), ...budget];
     return { version: VERSION, pid: process.pid, home: this.opts.home, base_port: this.opts.basePort, warnings };
   }
 

@@ -1,9 +1,12 @@
 /**
  * What the tunnel manager keeps of one box: its SSH link and the forwards on it, one per app
- * (`comfyui`, the main one, and those `instance_config.ports` adds), and how its view reads.
+ * (`comfyui`, the main one, and those `instance_config.ports` adds); and the small rules the
+ * manager applies to a box's apps: its view, its guard's allowances, the sticky ports other apps
+ * keep, and reading the box's PORTAL_CONFIG.
  */
 import type { TunnelView } from '../api/views.js';
-import { MAIN_APP } from '../model/apps.js';
+import { waitForEvent } from '../lib/timers.js';
+import { MAIN_APP, READ_PORTAL_CONFIG } from '../model/apps.js';
 import { parseAllowList } from '../model/origins.js';
 import type { InstanceRecord, TunnelRecord } from '../store/store.js';
 import type { Forward } from './forward.js';
@@ -82,4 +85,15 @@ export function stickyPortsBut(records: InstanceRecord[], id: string, app: strin
     for (const [name, p] of Object.entries(r.app_ports ?? {})) if (!(r.instance_id === id && name === app)) ports.add(p);
   }
   return ports;
+}
+
+/** The box's PORTAL_CONFIG, read over its link once the link is up (undefined: it never came up). */
+export async function readPortalConfig(link: SshLink): Promise<string | undefined> {
+  const release = link.hold();
+  try {
+    if (!(await waitForEvent(link, 'state', () => link.isReady || link.state === 'failed', { timeoutMs: 120_000 })) || !link.isReady) return undefined;
+    return (await link.exec(READ_PORTAL_CONFIG, 10_000)).trim();
+  } finally {
+    release();
+  }
 }

@@ -14,8 +14,8 @@ import type { SshEndpoint } from '../model/instance.js';
 import type { Shell } from '../model/shell.js';
 import type { TunnelState } from '../model/tunnel.js';
 import type { InstanceRecord, StateStore } from '../store/store.js';
-import { appsOf, MAIN_APP, READ_PORTAL_CONFIG, type AppSpec } from '../model/apps.js';
-import { allowOf, BoxTunnel, stickyPortsBut, tunnelView } from './box-tunnel.js';
+import { appsOf, MAIN_APP, type AppSpec } from '../model/apps.js';
+import { allowOf, BoxTunnel, readPortalConfig, stickyPortsBut, tunnelView } from './box-tunnel.js';
 import { Forward } from './forward.js';
 import type { GuardAllowances } from './guard.js';
 import { HostKeyPins } from './host-keys.js';
@@ -52,6 +52,8 @@ export interface EnsureOptions {
   resetHostKey?: boolean;
   /** Keep the port leased now (a restore, a retry), instead of choosing again. */
   keepLease?: boolean;
+  /** Without `app`: only these apps besides the main one (a restore opens what was open). */
+  onlyApps?: string[];
 }
 
 export class TunnelManager {
@@ -150,6 +152,7 @@ export class TunnelManager {
       // The box keeps its link, unless it cannot serve: another endpoint, another key, a failure
       // (a failed link never retries), or a host key to be pinned anew. Its forwards go with it.
       const sameEndpoint = t.link && t.link.ssh.host === current.ssh.host && t.link.ssh.port === current.ssh.port;
+      const wasOpen = new Set(t.apps.keys());
       if (t.link && (!sameEndpoint || t.link.state === 'failed' || opts.resetHostKey || !sameAuth(t.link.auth, auth))) {
         await Promise.all(t.forwards().map((f) => f.stop()));
         t.forward = undefined;
@@ -159,7 +162,9 @@ export class TunnelManager {
       }
       if (opts.resetHostKey) await this.pins.drop(id);
       const link = (t.link ??= this.newLink(current, current.ssh, auth));
-      const wanted = named ? [specs[0]!, ...(named.name === MAIN_APP ? [] : [named])] : specs;
+      // Named: the main app and that one, and those open before on a link that was replaced.
+      const wanted = named ? specs.filter((a) => a.name === MAIN_APP || a === named || (wasOpen.has(a.name) && !t.apps.has(a.name)))
+        : opts.onlyApps ? specs.filter((a) => a.name === MAIN_APP || opts.onlyApps!.includes(a.name)) : specs;
       const prev = this.host.store.tunnels.get(id);
       const apps: Record<string, { local_port: number; remote_port: number }> = {};
       for (const [name, a] of Object.entries(prev?.apps ?? {})) if (t.apps.has(name) && specs.some((s) => s.name === name)) apps[name] = a;
@@ -208,19 +213,14 @@ export class TunnelManager {
 
   /** Reads a box's PORTAL_CONFIG over its link once it is up, and opens the apps it lists. */
   private async readPortal(id: string, link: SshLink, env: RequestEnv): Promise<void> {
-    const release = link.hold();
     try {
-      if (!(await waitForEvent(link, 'state', () => link.isReady || link.state === 'failed', { timeoutMs: 120_000 })) || !link.isReady) return;
-      const text = (await link.exec(READ_PORTAL_CONFIG, 10_000)).trim();
-      const rec = this.host.store.instances.get(id);
-      if (!rec || this.host.box(id).tunnel.link !== link) return;
+      const text = await readPortalConfig(link);
+      if (text === undefined || !this.host.store.instances.has(id) || this.host.box(id).tunnel.link !== link) return;
       await this.host.updateRecord(id, { portal_config: text });
       if (!text) this.host.log.warn(`${id}: instance_config.ports is "portal" but the box has no PORTAL_CONFIG: ComfyUI only`);
       else await this.ensure(this.host.store.instances.get(id)!, env);
     } catch (err) {
       this.host.log.warn(`${id}: could not read PORTAL_CONFIG on the box: ${toVaiError(err).message}`);
-    } finally {
-      release();
     }
   }
 
@@ -333,7 +333,7 @@ export class TunnelManager {
       try {
         await this.ports.adopt(rec.instance_id, trec.local_port);
         for (const [name, a] of Object.entries(trec.apps ?? {})) await this.ports.adopt(leaseKey(rec.instance_id, name), a.local_port);
-        await this.ensure(rec, env, { keepLease: true });
+        await this.ensure(rec, env, { keepLease: true, onlyApps: Object.keys(trec.apps ?? {}) });
       } catch (err) {
         const msg = toVaiError(err).message;
         this.host.box(rec.instance_id).tunnel.notRunning = { state: 'failed', reason: `${msg} Run \`vai-mcp-cli tunnel ${rec.instance_id}\` to reopen it.` };

@@ -49,11 +49,15 @@ describe('the dashboard in a real browser', () => {
   let page: Page;
   let ui: { url: string; port: number };
   let boxes: InstanceJson[];
+  let blocker: http.Server;
 
   beforeAll(async () => {
     sb = makeSandbox();
     const config = sb.writeFile('apps.json', { provider: 'local', instance_config: { ports: { comfyui: 18188, portal: 11111 } } });
     boxes = await sb.json<InstanceJson[]>(['create', config, '--count', '3', '--json']);
+    // VAI_UI_PORT is taken by another program: the dashboard takes the next free port below.
+    blocker = http.createServer();
+    await new Promise<void>((r) => blocker.listen(sb.basePort - 1, '127.0.0.1', () => r()));
     ui = await sb.json<{ url: string; port: number }>(['ui', '--no-open', '--json']);
     browser = await launchBrowser();
     page = await browser.page();
@@ -61,6 +65,7 @@ describe('the dashboard in a real browser', () => {
   afterAll(async () => {
     await browser?.close();
     await sb?.cleanup();
+    blocker?.close();
   });
 
   /** A marker the page keeps until it is reloaded: each step checks it is still there. */
@@ -71,7 +76,11 @@ describe('the dashboard in a real browser', () => {
 
   it('answers 401 without the token, and refuses another origin or Host', async () => {
     expect(ui.url).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${ui.port}/\\?token=[0-9a-f]{64}$`));
-    expect(ui.port).toBeLessThan(sb.basePort);
+    expect(ui.port).toBe(sb.basePort - 2);
+    // Asked again, it is the same dashboard; a client with another VAI_UI_PORT is told it applies later.
+    expect((await sb.json<{ url: string }>(['ui', '--no-open', '--json'])).url).toBe(ui.url);
+    const other = await sb.cli(['list'], { env: { VAI_UI_PORT: String(sb.basePort - 10) } });
+    expect(other.stderr).toContain(`The supervisor runs with VAI_UI_PORT=${sb.basePort - 1}`);
     for (const p of ['/', '/api/state', '/api/events', '/app.js', '/?token=wrong']) {
       const r = await request(ui.port, p);
       expect(r.status, p).toBe(401);

@@ -126,6 +126,15 @@ describe('several apps on one box, one SSH connection', () => {
     const reopened = await sb.json<TunnelJson>(['tunnel', id, 'notes', '--json']);
     expect(reopened.apps.notes!.local_port).toBe(t.apps.notes!.local_port); // sticky per box and app
     expect((await sb.cli(['tunnel', id, 'nope'])).code).toBe(2);
+    // A supervisor restart brings back what was open, where it was: an app closed stays closed.
+    await sb.cli(['tunnel', '--stop', id, 'notes']);
+    await sb.cli(['daemon', 'stop']);
+    let back: TunnelJson | undefined;
+    await waitUntil('the tunnel back after the restart', async () => {
+      back = (await sb.json<TunnelJson[]>(['tunnel', '--list', '--json'])).find((x) => x.instance_id === id);
+      return !!back && Object.values(back.apps).every((a) => a.state === 'up');
+    }, 20_000, 200);
+    expect(Object.fromEntries(Object.entries(back!.apps).map(([n, a]) => [n, a.local_port]))).toEqual({ comfyui: t.apps.comfyui!.local_port, portal: moved });
 
     // destroy frees every port.
     const d = await sb.cli(['destroy', id, '--yes']);
