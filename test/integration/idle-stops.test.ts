@@ -1,6 +1,6 @@
 /**
  * Idle stops on `local` boxes with a 10 s window, on the real clock: a box with requests through
- * its tunnel stays, so does one running a job; one with only an open, silent websocket is warned
+ * its tunnel stays (also through another app of the box), so does one running a job; one with only an open, silent websocket is warned
  * at half the window, then stopped once, 10 s after it was last used; one with idle_action
  * "destroy" is destroyed and its port freed; a job that reports no progress (its tunnel was
  * closed under it) does not keep its box up; work queued on its ComfyUI by someone else does.
@@ -72,12 +72,15 @@ describe('idle stops (local boxes, idle_timeout_s = 10)', () => {
   it('keeps boxes with traffic or a running job, stops a silent one once at 10 s, destroys one that asks for it and frees its port', async () => {
     const [used, busy, silent] = await create(3, {});
     const [doomed] = await create(1, { idle_action: 'destroy' });
+    const [viaPortal] = await create(1, { ports: { portal: 11111 } });
     const t0 = Date.now();
     const port = (v: InstanceView | undefined) => v!.tunnel!.local_port;
 
     // A request every 2 s through the first box's tunnel; a 1000-step job (15 s) on the second;
     // only an open websocket that sends nothing on the third.
     timers.push(setInterval(() => void httpGet(port(used), '/').catch(() => undefined), 2_000));
+    // Requests to another app of a box are use of the box too.
+    timers.push(setInterval(() => void httpGet(viaPortal!.tunnel!.apps.portal!.local_port, '/').catch(() => undefined), 2_000));
     await job(busy!.instance_id, 1000);
     const ws = new WebSocket(`ws://127.0.0.1:${port(silent)}/ws?clientId=idle-test`);
     sockets.push(ws);
@@ -102,6 +105,7 @@ describe('idle stops (local boxes, idle_timeout_s = 10)', () => {
     expect(view(silent!.instance_id).status_message).toMatch(/^stopped after \d+ s idle \(idle_timeout_s = 10\)/);
     expect(await canBind(port(doomed))).toBe(true);
     expect(view(used!.instance_id).status).toBe('ready');
+    expect(view(viaPortal!.instance_id).status).toBe('ready');
     expect(view(busy!.instance_id).status).toBe('ready');
     expect(sup.jobs.list(busy!.instance_id)[0]!.status).toBe('running');
 
