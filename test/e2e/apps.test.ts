@@ -4,12 +4,11 @@
  * an sshd restart heals all three on their ports; one app can be moved or closed alone; `destroy`
  * frees all three ports.
  */
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSandbox, waitUntil, type Sandbox } from '../helpers/cli.js';
 import { canBind, httpGet } from '../helpers/net.js';
 import { startOrigin, type Origin } from '../helpers/origin.js';
-import { socketInodesOf } from '../helpers/sockets.js';
+import { connectionsTo } from '../helpers/sockets.js';
 import { freePort, startSshd, type SshdHandle } from '../helpers/sshd.js';
 
 interface TunnelJson {
@@ -24,27 +23,6 @@ interface InstanceJson {
   instance_id: string;
   status: string;
   tunnel: TunnelJson | null;
-}
-
-/** Established TCP connections from `pid` to `port` on loopback. */
-function connectionsTo(pid: number, port: number): number {
-  const inodes = socketInodesOf(pid);
-  let n = 0;
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 10) continue;
-      const remotePort = parseInt(f[2]!.split(':')[1]!, 16);
-      if (remotePort === port && f[3] === '01' && inodes.has(f[9]!)) n++;
-    }
-  }
-  return n;
 }
 
 describe('several apps on one box, one SSH connection', () => {

@@ -16,9 +16,9 @@ function hexToAddress(hex: string, v6: boolean): string {
   return `[${groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::')}]`;
 }
 
-/** Every TCP socket in LISTEN state on this machine (IPv4 and IPv6). */
-export function listeningSockets(): ListeningSocket[] {
-  const out: ListeningSocket[] = [];
+/** The rows of /proc/net/tcp and tcp6: each socket's columns, and whether it is IPv6. */
+function tcpRows(): { cols: string[]; v6: boolean }[] {
+  const rows: { cols: string[]; v6: boolean }[] = [];
   for (const [file, v6] of [['/proc/net/tcp', false], ['/proc/net/tcp6', true]] as const) {
     let text = '';
     try {
@@ -28,12 +28,24 @@ export function listeningSockets(): ListeningSocket[] {
     }
     for (const line of text.split('\n').slice(1)) {
       const cols = line.trim().split(/\s+/);
-      if (cols.length < 10 || cols[3] !== '0A') continue;
-      const [addr, port] = cols[1]!.split(':');
-      out.push({ address: hexToAddress(addr!, v6), port: parseInt(port!, 16), inode: cols[9]! });
+      if (cols.length >= 10) rows.push({ cols, v6 });
     }
   }
-  return out;
+  return rows;
+}
+
+/** Every TCP socket in LISTEN state on this machine (IPv4 and IPv6). */
+export function listeningSockets(): ListeningSocket[] {
+  return tcpRows().filter((r) => r.cols[3] === '0A').map(({ cols, v6 }) => {
+    const [addr, port] = cols[1]!.split(':');
+    return { address: hexToAddress(addr!, v6), port: parseInt(port!, 16), inode: cols[9]! };
+  });
+}
+
+/** Established TCP connections that `pid` holds to `port` (as the remote end). */
+export function connectionsTo(pid: number, port: number): number {
+  const inodes = socketInodesOf(pid);
+  return tcpRows().filter(({ cols }) => cols[3] === '01' && parseInt(cols[2]!.split(':')[1]!, 16) === port && inodes.has(cols[9]!)).length;
 }
 
 /** Socket inodes a process holds open. */
