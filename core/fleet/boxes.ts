@@ -14,7 +14,7 @@ import type { ProviderName } from '../model/provider.js';
 import type { Provider, ProviderContext } from '../providers/provider.js';
 import type { InstanceRecord, StateStore } from '../store/store.js';
 import type { GuardAllowances } from '../tunnels/guard.js';
-import { BoxTunnel } from '../tunnels/manager.js';
+import { BoxTunnel } from '../tunnels/box-tunnel.js';
 
 /** Everything kept in memory about one known box (its record lives in the store). */
 export class Box {

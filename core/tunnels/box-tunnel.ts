@@ -8,6 +8,7 @@ import type { TunnelView } from '../api/views.js';
 import { waitForEvent } from '../lib/timers.js';
 import { MAIN_APP, READ_PORTAL_CONFIG } from '../model/apps.js';
 import { parseAllowList } from '../model/origins.js';
+import type { TunnelState } from '../model/tunnel.js';
 import type { InstanceRecord, TunnelRecord } from '../store/store.js';
 import type { Forward } from './forward.js';
 import type { GuardAllowances } from './guard.js';
@@ -33,6 +34,18 @@ export class BoxTunnel {
     for (const f of this.forwards()) used = f.takeClientActivity() || used;
     return used;
   }
+
+  /** The main app's state and port, with client use of any app: what the idle watch looks at. */
+  usage(): BoxUsage | undefined {
+    const main = this.forward;
+    return main && { state: main.state, localPort: main.localPort, takeClientActivity: () => this.takeClientActivity() };
+  }
+}
+
+export interface BoxUsage {
+  state: TunnelState;
+  localPort: number;
+  takeClientActivity(): boolean;
 }
 
 /** A box's tunnel as both faces show it: the main app's port and state, totals over every app, and each app. */

@@ -15,15 +15,13 @@ import type { Shell } from '../model/shell.js';
 import type { TunnelState } from '../model/tunnel.js';
 import type { InstanceRecord, StateStore } from '../store/store.js';
 import { appsOf, MAIN_APP, type AppSpec } from '../model/apps.js';
-import { allowOf, BoxTunnel, readPortalConfig, stickyPortsBut, tunnelView } from './box-tunnel.js';
+import { allowOf, BoxTunnel, readPortalConfig, type BoxUsage, stickyPortsBut, tunnelView } from './box-tunnel.js';
 import { Forward } from './forward.js';
 import type { GuardAllowances } from './guard.js';
 import { HostKeyPins } from './host-keys.js';
 import { SshLink } from './link.js';
 import { leaseKey, PortAllocator } from './ports.js';
 import { describeAuth, type SshAuth } from './ssh-auth.js';
-
-export { BoxTunnel };
 
 export interface TunnelHost {
   readonly store: Pick<StateStore, 'instances' | 'tunnels' | 'ports' | 'hostKeys'>;
@@ -71,10 +69,8 @@ export class TunnelManager {
   }
 
   /** For the idle watch: the main app's forward, with client use of any app of the box. */
-  usage(id: string): { state: TunnelState; localPort: number; takeClientActivity(): boolean } | undefined {
-    const t = this.host.box(id).tunnel;
-    const main = t.forward;
-    return main && { state: main.state, localPort: main.localPort, takeClientActivity: () => t.takeClientActivity() };
+  usage(id: string): BoxUsage | undefined {
+    return this.host.box(id).tunnel.usage();
   }
 
   /** Runs a command on the box over its link (while its tunnel keeps the link up). */
@@ -125,8 +121,12 @@ export class TunnelManager {
 
   /** The apps of a box, `comfyui` first (with `ports: "portal"`, as far as its PORTAL_CONFIG is known). */
   appsOf(rec: InstanceRecord): AppSpec[] {
-    const ic = rec.config.instance_config;
-    return appsOf(ic, ic.env.PORTAL_CONFIG ?? rec.portal_config ?? this.host.portalConfig(rec));
+    return appsOf(rec.config.instance_config, this.portalText(rec));
+  }
+
+  /** The box's PORTAL_CONFIG as far as it is known: set in its config, read from it before, or known to its provider. */
+  private portalText(rec: InstanceRecord): string | undefined {
+    return rec.config.instance_config.env.PORTAL_CONFIG ?? rec.portal_config ?? this.host.portalConfig(rec);
   }
 
   /**
@@ -206,7 +206,7 @@ export class TunnelManager {
       });
       t.notRunning = undefined;
       await Promise.all(toStart.map((f) => f.start()));
-      if (current.config.instance_config.ports === 'portal' && current.config.instance_config.env.PORTAL_CONFIG === undefined && current.portal_config === undefined && this.host.portalConfig(current) === undefined) void this.readPortal(id, link, env);
+      if (current.config.instance_config.ports === 'portal' && this.portalText(current) === undefined) void this.readPortal(id, link, env);
       return main;
     });
   }
@@ -256,13 +256,18 @@ export class TunnelManager {
     return freed;
   }
 
+  /** Ends a box's forwards and its link. */
+  private async end(t: BoxTunnel): Promise<void> {
+    await this.stopForwards(t);
+    t.link?.stop();
+    t.link = undefined;
+  }
+
   /** The box is gone: its forwards and its link end. */
   forget(id: string): Promise<void> {
     const box = this.host.box(id);
     return box.lock.run(async () => {
-      await this.stopForwards(box.tunnel);
-      box.tunnel.link?.stop();
-      box.tunnel.link = undefined;
+      await this.end(box.tunnel);
       box.tunnel.notRunning = undefined;
     });
   }
@@ -344,11 +349,7 @@ export class TunnelManager {
 
   /** Stops every live forward and link (records stay: the next start restores them). */
   async shutdown(boxes: Iterable<{ tunnel: BoxTunnel }>): Promise<void> {
-    await Promise.all([...boxes].map(async (b) => {
-      await this.stopForwards(b.tunnel);
-      b.tunnel.link?.stop();
-      b.tunnel.link = undefined;
-    }));
+    await Promise.all([...boxes].map((b) => this.end(b.tunnel)));
   }
 }
 
