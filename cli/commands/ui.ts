@@ -4,15 +4,26 @@ import type { CAC } from 'cac';
 import { supervisor } from '../client.js';
 import { note, printJson, printLine } from '../format.js';
 
-/** The desktop's own opener; false when there is none (a server, a container). */
+/** How long an opener may take to fail before it counts as having opened the page. */
+const OPENER_GRACE_MS = 3_000;
+
+/** The desktop's own opener; false when there is none or it failed (a server, a container, no display). */
 function openInBrowser(url: string): Promise<boolean> {
+  if (process.platform === 'linux' && !process.env.DISPLAY && !process.env.WAYLAND_DISPLAY) return Promise.resolve(false);
   const [cmd, args] = process.platform === 'darwin' ? ['open', [url]] : process.platform === 'win32' ? ['cmd', ['/c', 'start', '', url]] : ['xdg-open', [url]];
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { detached: true, stdio: 'ignore' });
-    child.once('error', () => resolve(false));
-    child.once('spawn', () => {
+    const timer = setTimeout(() => {
       child.unref();
       resolve(true);
+    }, OPENER_GRACE_MS);
+    child.once('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code === 0);
     });
   });
 }

@@ -77,6 +77,11 @@ describe('the dashboard in a real browser', () => {
   it('answers 401 without the token, and refuses another origin or Host', async () => {
     expect(ui.url).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${ui.port}/\\?token=[0-9a-f]{64}$`));
     expect(ui.port).toBe(sb.basePort - 2);
+    // Without a display, `ui` prints the URL and says no browser could be started.
+    const plain = await sb.cli(['ui']);
+    expect(plain.code).toBe(0);
+    expect(plain.stdout.trim()).toBe(ui.url);
+    expect(plain.stderr).toContain('No browser could be started here');
     // Asked again, it is the same dashboard; a client with another VAI_UI_PORT is told it applies later.
     expect((await sb.json<{ url: string }>(['ui', '--no-open', '--json'])).url).toBe(ui.url);
     const other = await sb.cli(['list'], { env: { VAI_UI_PORT: String(sb.basePort - 10) } });
