@@ -32,9 +32,9 @@ export function money(dph: number | null | undefined): string {
 export function tunnelsTable(tunnels: TunnelView[]): string {
   const rows: string[][] = [];
   for (const t of tunnels) {
-    // One row per app; the guard and the last error are the box's (its main app's).
+    // One row per app (a supervisor older than apps sends none: ComfyUI's row); the guard and the last error are the box's.
     for (const [name, a] of Object.entries(t.apps ?? { comfyui: t })) {
-      const main = a.local_port === t.local_port;
+      const main = name === 'comfyui';
       rows.push([
         t.instance_id,
         name,

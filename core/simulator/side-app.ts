@@ -22,7 +22,7 @@ export class SideApps {
 
   constructor(instanceId: string, private readonly names: ReadonlyMap<number, string>) {
     this.server = http.createServer((req, res) => {
-      const port = Number(req.socket.localPort) || Number((req.socket as unknown as { vaiPort?: number }).vaiPort);
+      const port = (req.socket as unknown as { vaiPort: number }).vaiPort; // the SSH channel it came on (handle)
       const name = this.names.get(port) ?? 'app';
       const body = `<!doctype html><title>${name} on ${instanceId}</title><h1>${name}</h1><p>vai-mcp simulator: app "${name}" on ${instanceId}, port ${port}.</p>\n`;
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(body) });

@@ -102,7 +102,7 @@ const LIVE = ['provisioning', 'loading', 'running', 'ready'];
 
 function boxCard(b) {
   const t = b.tunnel;
-  const apps = t ? Object.entries(t.apps || { comfyui: t }) : [];
+  const apps = t ? Object.entries(t.apps) : [];
   const meta = [b.provider, b.dph_total === null ? 'no price' : money(b.dph_total) + '/h', 'cost ' + money(b.cost_so_far)];
   if (b.idle_s !== null) meta.push('idle ' + duration(b.idle_s) + (b.idle_action_at ? ', idle action at ' + clock(b.idle_action_at) : ''));
   const live = LIVE.includes(b.status);
